@@ -1,0 +1,66 @@
+"""Backbone contract: a module mapping a preprocessed batch to feature vectors, plus how it was built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.registry import Registry
+
+
+class Backbone(nn.Module):
+    """Maps ``preprocess(items)`` to a ``(batch, feature_dim)`` tensor.
+
+    ``preprocess`` turns raw dataset items (uint8 images, strings, waveforms) into the tensor(s) the
+    network takes; it is deterministic, so features of a frozen backbone can be cached.
+    ``preprocess_id`` names everything that decides its output (part of the feature-cache key).
+    """
+
+    modality: str
+    feature_dim: int
+
+    def preprocess(self, items: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+    @property
+    def preprocess_id(self) -> str:
+        raise NotImplementedError
+
+
+class Classifier(nn.Module):
+    """A backbone with a linear head: the model every strategy trains."""
+
+    def __init__(self, backbone: Backbone, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.feature_dim, num_classes)
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.head(self.backbone(batch))
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone: what ``bench list backbones`` shows and how to build it.
+
+    ``build(pretrained, weights, input_size)`` returns the Backbone; with ``pretrained=False`` it is the
+    same architecture with random weights (the ``scratch`` baseline).
+    """
+
+    name: str
+    modality: str
+    source: str
+    feature_dim: int
+    build: Callable[..., Backbone] = field(repr=False)
+    available: Callable[[], bool] = field(default=lambda: True, repr=False)
+
+
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    return BACKBONES.register(spec.name, spec)

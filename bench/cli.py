@@ -1,0 +1,129 @@
+"""The command line, thin: parse, call, print. Heavy imports (torch, timm, mlflow) happen only where needed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+EXAMPLES = """\
+examples:
+  bench validate experiments/default.yaml     check a file without running anything
+  bench run experiments/smoke.yaml --dry-run  show the cells, trials and training runs it would do
+  bench run experiments/default.yaml          run (finished cells are skipped), then print the summary
+  bench list backbones                        what can go into an experiment file
+
+Results go to results/<experiment>/ (summary.csv, one JSON per finished cell); MLflow runs to
+results/mlflow.db (`make ui`); Optuna studies to results/optuna.db.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench",
+        description="transferbench: does transfer beat training from scratch? Backbones x datasets x strategies, "
+        "tuned by Optuna under an equal budget, tracked in MLflow.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data-root", help="folder of datasets in their upstream layouts "
+                   "(default: $TRANSFERBENCH_DATA or ./data)")
+    p.add_argument("--results", help="where runs write (default: $TRANSFERBENCH_RESULTS or ./results)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    v = sub.add_parser("validate", help="check an experiment file and exit (code 2 on errors)")
+    v.add_argument("file")
+    r = sub.add_parser("run", help="run an experiment file's matrix, skipping finished cells")
+    r.add_argument("file")
+    r.add_argument("--dry-run", action="store_true", help="print the expanded matrix without training")
+    lst = sub.add_parser("list", help="list registered backbones, datasets or strategies")
+    lst.add_argument("what", choices=["backbones", "datasets", "strategies"])
+    return p
+
+
+def _dry_run(exp, console: Console) -> None:
+    from bench import results
+    from bench.matrix import expand
+
+    cells = expand(exp)
+    table = Table(title=f"{exp.name}: {len(cells)} cells")
+    for col in ("#", "cell", "modality", "key", "status"):
+        table.add_column(col)
+    finished = 0
+    for i, cell in enumerate(cells, 1):
+        done = results.load_cell(exp.name, cell) is not None
+        finished += done
+        table.add_row(str(i), cell.run_name, cell.modality, cell.key, "finished" if done else "to run")
+    console.print(table)
+    todo = len(cells) - finished
+    console.print(
+        f"{len(cells)} cells ({finished} finished, {todo} to run): {todo * exp.tuning.n_trials} Optuna trials and "
+        f"{todo * (exp.tuning.n_trials + exp.seeds)} training runs of {exp.training.epochs} epochs "
+        f"({exp.tuning.n_trials} trials + {exp.seeds} final seeds per cell)"
+    )
+
+
+def _list(what: str, console: Console) -> None:
+    from bench import backbones, data, strategies
+
+    if what == "backbones":
+        table = Table("name", "modality", "source", "feature dim", "offline")
+        for name, spec in backbones.BACKBONES:
+            table.add_row(name, spec.modality, spec.source, str(spec.feature_dim), "yes" if spec.available() else "no")
+        console.print(table)
+        console.print("Any timm model also works as 'timm:<name>' (timm's hub, or a local `weights:` file).")
+    elif what == "datasets":
+        table = Table("name", "modality", "classes", "source", "offline")
+        for name, spec in data.DATASETS:
+            table.add_row(name, spec.modality, str(spec.num_classes), spec.upstream, "yes" if spec.available() else "no")
+        console.print(table)
+    else:
+        table = Table("name", "pretrained", "description")
+        for name, cls in strategies.STRATEGIES:
+            table.add_row(name, "yes" if cls.pretrained else "no", cls.description)
+        console.print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.data_root:
+        os.environ["TRANSFERBENCH_DATA"] = args.data_root
+    if args.results:
+        os.environ["TRANSFERBENCH_RESULTS"] = args.results
+    console = Console()
+    err = Console(stderr=True)
+
+    from bench import config
+    from bench.data import DatasetMissingError
+
+    try:
+        if args.command == "list":
+            _list(args.what, console)
+            return 0
+        exp = config.load(args.file)
+        if args.command == "validate":
+            console.print(f"{args.file}: valid experiment '{exp.name}'")
+            return 0
+        if args.dry_run:
+            _dry_run(exp, console)
+            return 0
+        from bench.report import print_summary, write_summary
+        from bench.runner import run_experiment
+
+        records = run_experiment(exp, console)
+        if not records:
+            return 1
+        df, path = write_summary(exp.name, records)
+        print_summary(df, console, f"{exp.name}: test accuracy over {exp.seeds} seeds")
+        console.print(f"summary: {path}   runs: `make ui` (MLflow)")
+        return 0
+    except (config.ConfigError, DatasetMissingError, FileNotFoundError) as e:
+        err.print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=True)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

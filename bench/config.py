@@ -1,0 +1,177 @@
+"""Experiment files: pydantic models, defaults resolved, every error naming the field and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.registry import UnknownNameError, did_you_mean
+
+
+class ConfigError(Exception):
+    """An experiment file that cannot be used; the message lists every problem, one per line."""
+
+
+class _Strict(BaseModel):
+    """Base for every section: unknown keys are errors that name the allowed keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = list(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    raise ValueError(
+                        f"unknown key '{key}'{did_you_mean(str(key), allowed)}; allowed keys: {', '.join(allowed)}"
+                    )
+        return data
+
+
+def _check_name(kind: str, name: str) -> str:
+    from bench import backbones, data, strategies
+
+    lookup = {"backbone": backbones.resolve, "dataset": data.DATASETS.get, "strategy": strategies.STRATEGIES.get}
+    try:
+        lookup[kind](name)
+    except UnknownNameError as err:
+        raise ValueError(str(err)) from None
+    return name
+
+
+class BackboneConfig(_Strict):
+    """A backbone by registered name (``bench list backbones``) or ``timm:<model name>`` from the hub."""
+
+    name: str
+    weights: Path | None = Field(None, description="local weights file used instead of the default source")
+    input_size: int | None = Field(
+        None, ge=16, le=1024, description="image side in pixels; default: the backbone's pretrained config"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return _check_name("backbone", name)
+
+    @property
+    def label(self) -> str:
+        """Short name for run names and tables (``timm:resnet18.a1_in1k`` -> ``resnet18.a1_in1k``)."""
+        return self.name.split(":", 1)[-1]
+
+
+class DatasetConfig(_Strict):
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return _check_name("dataset", name)
+
+
+class TuningConfig(_Strict):
+    n_trials: int = Field(8, ge=1, le=1000, description="Optuna trials per cell; equal for every strategy")
+    pruner: Literal["median", "none"] = "median"
+    sampler_seed: int = Field(0, ge=0, description="seed of the TPE sampler")
+
+
+class TrainingConfig(_Strict):
+    epochs: int = Field(10, ge=1, le=1000, description="epochs per training run (trials and final seeds)")
+    batch_size: int = Field(32, ge=1, le=4096)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+
+
+class SplitConfig(_Strict):
+    val_per_class: int = Field(20, ge=1, description="validation examples per class, drawn from the training pool")
+    test_per_class: int | None = Field(
+        None, ge=1, description="cap on test examples per class (a fixed stratified subset); default: all"
+    )
+
+
+Budget = int | Literal["all"]
+
+
+class Experiment(_Strict):
+    """A whole experiment file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="MLflow experiment and results/<name>/")
+    description: str = ""
+    backbones: list[BackboneConfig] = Field(min_length=1)
+    datasets: list[DatasetConfig] = Field(min_length=1)
+    strategies: list[str] = Field(min_length=1)
+    budgets: list[Budget] = Field(min_length=1, description="training examples per class, or 'all'")
+    seeds: int = Field(3, ge=1, le=100, description="final retrainings of the best trial, one per seed")
+    tuning: TuningConfig = TuningConfig()
+    training: TrainingConfig = TrainingConfig()
+    splits: SplitConfig = SplitConfig()
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///results/mlflow.db")
+    optuna_storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///results/optuna.db")
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, names: list[str]) -> list[str]:
+        for name in names:
+            _check_name("strategy", name)
+        if len(set(names)) != len(names):
+            raise ValueError("a strategy is listed twice")
+        return names
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive_budgets(cls, budgets: list[Budget]) -> list[Budget]:
+        for b in budgets:
+            if isinstance(b, int) and b < 1:
+                raise ValueError(f"budget {b} must be a positive number of examples per class, or 'all'")
+        if len(set(map(str, budgets))) != len(budgets):
+            raise ValueError("a budget is listed twice")
+        return budgets
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after[_known(), str]",))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] not in ("value_error", "assertion_error") and "input" in e:
+            got = e["input"]
+            msg += f" (got {got!r})" if not isinstance(got, dict) else ""
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse(data: Any, source: str = "<experiment>") -> Experiment:
+    """Validate a mapping as an experiment; raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: an experiment file must be a YAML mapping of keys to values")
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source} is not a valid experiment file:\n{_format(err)}") from None
+
+
+def load(path: str | Path) -> Experiment:
+    """Read and validate an experiment file. ``name`` defaults to the file's stem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment file (examples are in experiments/)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if isinstance(data, dict):
+        data.setdefault("name", path.stem)
+    return parse(data, str(path))

@@ -1,0 +1,76 @@
+"""The matrix: an experiment expanded into cells (backbone x dataset x budget x strategy), each with a stable key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from bench import __version__, backbones, data
+from bench.config import BackboneConfig, Experiment
+
+
+@dataclass(frozen=True)
+class Cell:
+    backbone: BackboneConfig
+    dataset: str
+    budget: int | str
+    strategy: str
+    modality: str
+    key: str  # digest of everything that decides this cell's result
+
+    @property
+    def run_name(self) -> str:
+        """``cifar10/mobilenetv2_100/finetune/k10``: how the cell reads in MLflow, logs and tables."""
+        return f"{self.dataset}/{self.backbone.label}/{self.strategy}/k{self.budget}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {
+            "modality": self.modality,
+            "backbone": self.backbone.label,
+            "dataset": self.dataset,
+            "budget": str(self.budget),
+            "strategy": self.strategy,
+            "cell_key": self.key,
+        }
+
+
+def dataset_manifest(name: str) -> str:
+    spec = data.DATASETS.get(name)
+    return data.base.manifest_of(spec.path(), spec.marker) if spec.available() else "not-downloaded"
+
+
+def cell_key(exp: Experiment, backbone: BackboneConfig, dataset: str, budget: int | str, strategy: str) -> str:
+    decisive = {
+        "backbone": backbone.model_dump(mode="json"),
+        "dataset": dataset,
+        "manifest": dataset_manifest(dataset),
+        "budget": budget,
+        "strategy": strategy,
+        "seeds": exp.seeds,
+        "tuning": exp.tuning.model_dump(mode="json"),
+        "training": exp.training.model_dump(mode="json", exclude={"device"}),
+        "splits": exp.splits.model_dump(mode="json"),
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def expand(exp: Experiment) -> list[Cell]:
+    """Every compatible (backbone, dataset, budget, strategy), datasets outermost, scratch first per budget.
+
+    A backbone only meets datasets of its own modality.
+    """
+    order = sorted(exp.strategies, key=lambda s: s != "scratch")
+    cells = []
+    for ds in exp.datasets:
+        modality = data.DATASETS.get(ds.name).modality
+        for bb in exp.backbones:
+            if backbones.resolve(bb.name).modality != modality:
+                continue
+            for budget in exp.budgets:
+                for strategy in order:
+                    key = cell_key(exp, bb, ds.name, budget, strategy)
+                    cells.append(Cell(bb, ds.name, budget, strategy, modality, key))
+    return cells

@@ -1,0 +1,36 @@
+"""Where things live on disk: the data root, the results folder and the caches under it.
+
+Both roots are settings: ``--data-root`` / ``$TRANSFERBENCH_DATA`` (default ``./data``) and
+``--results`` / ``$TRANSFERBENCH_RESULTS`` (default ``./results``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ENV = "TRANSFERBENCH_DATA"
+RESULTS_ENV = "TRANSFERBENCH_RESULTS"
+
+
+def data_root() -> Path:
+    """The folder holding one sub-folder per dataset, in its upstream layout."""
+    return Path(os.environ.get(DATA_ENV, "data"))
+
+
+def results_root() -> Path:
+    """Everything a run writes: MLflow and Optuna stores, per-experiment results, caches."""
+    return Path(os.environ.get(RESULTS_ENV, "results"))
+
+
+def cache_dir(kind: str) -> Path:
+    """A cache folder under the results root (``weights``, ``datasets``, ``features``)."""
+    path = results_root() / "cache" / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def experiment_dir(experiment: str) -> Path:
+    path = results_root() / experiment
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,49 @@
+"""Finished work on disk: one JSON file per cell and per final seed, so a stopped run resumes where it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench import paths
+from bench.matrix import Cell
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def cells_dir(experiment: str) -> Path:
+    return paths.experiment_dir(experiment) / "cells"
+
+
+def cell_path(experiment: str, cell: Cell) -> Path:
+    return cells_dir(experiment) / f"{cell.key}.json"
+
+
+def seed_path(experiment: str, cell: Cell, seed: int) -> Path:
+    return cells_dir(experiment) / cell.key / f"seed{seed}.json"
+
+
+def load_cell(experiment: str, cell: Cell) -> dict[str, Any] | None:
+    return _read(cell_path(experiment, cell))
+
+
+def save_cell(experiment: str, cell: Cell, record: dict[str, Any]) -> None:
+    _write(cell_path(experiment, cell), record)
+
+
+def load_seed(experiment: str, cell: Cell, seed: int) -> dict[str, Any] | None:
+    return _read(seed_path(experiment, cell, seed))
+
+
+def save_seed(experiment: str, cell: Cell, seed: int, record: dict[str, Any]) -> None:
+    _write(seed_path(experiment, cell, seed), record)

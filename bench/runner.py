@@ -1,0 +1,96 @@
+"""The matrix runner: expand the experiment, skip finished cells, tune and retrain the rest, collect results."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from bench import data, results
+from bench.config import Experiment
+from bench.matrix import Cell, expand
+from bench.tracking import Tracker, tracking_uri
+from bench.trainer import CellTrainer
+from bench.tuning import TuningFailedError, tune
+
+
+def run_cell(trainer: CellTrainer, tracker: Tracker, progress: Any, task: Any) -> dict[str, Any]:
+    """Tune one cell, retrain its best hyperparameters at every final seed, and return its record."""
+    cell, exp = trainer.cell, trainer.exp
+    start = time.perf_counter()
+
+    def say(msg: str) -> None:
+        progress.update(task, description=f"{cell.run_name}  {msg}")
+
+    settings = {"epochs": exp.training.epochs, "batch_size": exp.training.batch_size,
+                "n_trials": exp.tuning.n_trials, "seeds": exp.seeds, "val_per_class": exp.splits.val_per_class}
+    with tracker.cell_run(cell, settings):
+        hp, study = tune(trainer, tracker, say)
+        finals = []
+        for seed in range(exp.seeds):
+            record = results.load_seed(exp.name, cell, seed)
+            if record is None:
+                with tracker.child_run(f"{cell.run_name}/seed{seed}", "final", hp, {**cell.tags, "seed": str(seed)}):
+                    say(f"final seed {seed + 1}/{exp.seeds}")
+                    run = trainer.run(hp, seed, test=True, on_epoch=lambda s: tracker.log_metrics(
+                        {"train_loss": s.train_loss, "val_acc": s.val_acc}, step=s.epoch))
+                    tracker.log_metrics({"test_acc": run.test_acc})
+                    record = {"seed": seed, "test_acc": run.test_acc, "val_acc": run.val_acc,
+                              "train_counts": trainer.split(seed).train_counts}
+                results.save_seed(exp.name, cell, seed, record)
+            finals.append(record)
+        accs = [r["test_acc"] for r in finals]
+        mean, std = statistics.fmean(accs), (statistics.stdev(accs) if len(accs) > 1 else 0.0)
+        tracker.log_metrics({"test_acc_mean": mean, "test_acc_std": std})
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    return {
+        **cell.tags, "run_name": cell.run_name, "best_hp": hp, "seeds": finals,
+        "test_acc_mean": mean, "test_acc_std": std,
+        "trials_complete": states.count("COMPLETE"), "trials_pruned": states.count("PRUNED"),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
+    """Run every unfinished cell of ``exp`` and return the records of all finished cells, in matrix order.
+
+    A cell that fails (every trial diverged) is reported and skipped; the rest of the matrix still runs.
+    """
+    cells = expand(exp)
+    loaded = {name: data.DATASETS.get(name).load() for name in dict.fromkeys(c.dataset for c in cells)}
+    cells = expand(exp)  # datasets downloaded just now change their cells' keys
+    tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
+    records, failures = [], []
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        overall = progress.add_task("cells", total=len(cells))
+        current = progress.add_task("", total=None)
+        for cell in cells:
+            record = results.load_cell(exp.name, cell)
+            if record is not None:
+                console.print(f"[dim]finished earlier: {cell.run_name}[/dim]")
+            else:
+                try:
+                    record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset]), tracker, progress, current)
+                except TuningFailedError as err:
+                    failures.append(cell)
+                    console.print(f"[red]failed[/red] {err}")
+                    progress.advance(overall)
+                    continue
+                results.save_cell(exp.name, cell, record)
+                console.print(_done_line(cell, record))
+            records.append(record)
+            progress.advance(overall)
+        progress.remove_task(current)
+    if failures:
+        console.print(f"[red]{len(failures)} cell(s) failed[/red]; finished cells are kept, a rerun retries the rest")
+    return records
+
+
+def _done_line(cell: Cell, record: dict[str, Any]) -> str:
+    return (f"[green]done[/green] {cell.run_name}: test acc {100 * record['test_acc_mean']:.1f} "
+            f"± {100 * record['test_acc_std']:.1f} % over {len(record['seeds'])} seeds "
+            f"({record['trials_complete']} trials completed, {record['trials_pruned']} pruned, {record['seconds']:.0f} s)")

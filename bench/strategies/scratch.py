@@ -1,0 +1,20 @@
+"""The baseline every strategy is compared with: the same architecture, random init, all weights train."""
+
+from __future__ import annotations
+
+import optuna
+
+from bench.strategies.base import Hyperparameters, Strategy, register_strategy
+
+
+@register_strategy
+class Scratch(Strategy):
+    name = "scratch"
+    description = "same architecture with random weights, all weights train (the baseline)"
+    pretrained = False
+
+    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
+        return {
+            "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
+        }

@@ -1,0 +1,68 @@
+"""MLflow: one experiment per experiment file, a parent run per cell, nested runs per trial and final seed."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bench import paths
+from bench.matrix import Cell
+
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{(paths.results_root() / 'mlflow.db').resolve()}"
+
+
+def tracking_uri(configured: str | None) -> str:
+    """The experiment file's ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the sqlite store in results/."""
+    return configured or os.environ.get(TRACKING_ENV) or default_tracking_uri()
+
+
+class Tracker:
+    """Writes runs for one experiment. Cells whose parent run was left unfinished are resumed, not duplicated."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        import mlflow
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        paths.results_root().mkdir(parents=True, exist_ok=True)
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(uri)
+        self.experiment_id = mlflow.set_experiment(experiment).experiment_id
+
+    def _existing_parent(self, cell: Cell) -> str | None:
+        runs = self.mlflow.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.cell_key = '{cell.key}' and tags.stage = 'cell'",
+            output_format="list",
+        )
+        return runs[0].info.run_id if runs else None
+
+    @contextmanager
+    def cell_run(self, cell: Cell, params: dict[str, Any]) -> Iterator[None]:
+        run_id = self._existing_parent(cell)
+        if run_id is not None:
+            with self.mlflow.start_run(run_id=run_id):
+                yield
+            return
+        with self.mlflow.start_run(run_name=cell.run_name, tags={**cell.tags, "stage": "cell"}):
+            self.mlflow.log_params(params)
+            yield
+
+    @contextmanager
+    def child_run(self, name: str, stage: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[None]:
+        with self.mlflow.start_run(run_name=name, nested=True, tags={**tags, "stage": stage}):
+            self.mlflow.log_params(params)
+            yield
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.mlflow.log_metrics(metrics, step=step)
+
+    def log_artifact(self, path: str) -> None:
+        self.mlflow.log_artifact(path)

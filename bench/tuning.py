@@ -1,0 +1,105 @@
+"""Optuna: one persistent study per cell, TPE sampling, pruning on per-epoch validation accuracy."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from bench import paths
+from bench.config import Experiment
+from bench.matrix import Cell
+from bench.strategies import Hyperparameters
+from bench.tracking import Tracker
+from bench.train import DivergedError, EpochStats
+from bench.trainer import CellTrainer
+
+STORAGE_ENV = "TRANSFERBENCH_OPTUNA_STORAGE"
+TUNING_SEED = 0  # the split and init every trial uses; final seeds are 0..N-1 and see the test split
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class TuningFailedError(RuntimeError):
+    """No trial of a cell completed (every one diverged or was pruned)."""
+
+
+def storage_url(configured: str | None) -> str:
+    """The experiment file's ``optuna_storage``, else ``$TRANSFERBENCH_OPTUNA_STORAGE``, else sqlite in results/."""
+    default = f"sqlite:///{(paths.results_root() / 'optuna.db').resolve()}"
+    return configured or os.environ.get(STORAGE_ENV) or default
+
+
+def open_study(cell: Cell, exp: Experiment) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
+    storage = optuna.storages.RDBStorage(storage_url(exp.optuna_storage), heartbeat_interval=60, grace_period=180)
+    n = exp.tuning.n_trials
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+              if exp.tuning.pruner == "median" else optuna.pruners.NopPruner())
+    study = optuna.create_study(
+        study_name=f"{exp.name}/{cell.run_name}/{cell.key}",
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(n_startup_trials=max(1, n // 2), seed=exp.tuning.sampler_seed),
+        pruner=pruner,
+    )
+    optuna.storages.fail_stale_trials(study)
+    return study
+
+
+def tune(
+    trainer: CellTrainer,
+    tracker: Tracker,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> tuple[Hyperparameters, optuna.Study]:
+    """Run the trials this cell still owes and return the best trial's hyperparameters.
+
+    Completed and pruned trials count towards ``n_trials`` (a diverged trial is pruned); trials of a
+    process that died are marked failed and redone, so every strategy gets the same budget.
+    """
+    cell, exp = trainer.cell, trainer.exp
+    study = open_study(cell, exp)
+    n_trials = exp.tuning.n_trials
+
+    def objective(trial: optuna.Trial) -> float:
+        hp = trainer.strategy.search_space(trial)
+        trial.set_user_attr("hp", hp)
+        name = f"{cell.run_name}/trial{trial.number}"
+        outcome: Exception | None = None
+        with tracker.child_run(name, "trial", hp, {**cell.tags, "trial": str(trial.number)}):
+
+            def on_epoch(stats: EpochStats) -> None:
+                tracker.log_metrics({"train_loss": stats.train_loss, "val_acc": stats.val_acc}, step=stats.epoch)
+                progress(f"trial {trial.number + 1}/{n_trials} epoch {stats.epoch}/{exp.training.epochs} "
+                         f"val {stats.val_acc:.3f}")
+                trial.report(stats.val_acc, stats.epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}")
+
+            try:
+                result = trainer.run(hp, TUNING_SEED, on_epoch=on_epoch)
+                tracker.log_metrics({"best_val_acc": result.val_acc})
+            except DivergedError as err:
+                trial.set_user_attr("diverged", str(err))
+                tracker.mlflow.set_tag("outcome", "diverged")
+                outcome = optuna.TrialPruned(str(err))
+            except optuna.TrialPruned as err:
+                tracker.mlflow.set_tag("outcome", "pruned")
+                outcome = err
+        if outcome is not None:
+            raise outcome
+        return result.val_acc
+
+    done = len(study.get_trials(deepcopy=False, states=COUNTED))
+    if done < n_trials:
+        study.optimize(objective, n_trials=n_trials - done)
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise TuningFailedError(
+            f"{cell.run_name}: none of {n_trials} trials completed (diverged or pruned); "
+            "widen the search space or raise tuning.n_trials"
+        )
+    return study.best_trial.user_attrs["hp"], study
