@@ -30,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data-root", help="folder of datasets in their upstream layouts "
-                   "(default: $TRANSFERBENCH_DATA or ./data)")
+    p.add_argument(
+        "--data-root", help="folder of datasets in their upstream layouts (default: $TRANSFERBENCH_DATA or ./data)"
+    )
     p.add_argument("--results", help="where runs write (default: $TRANSFERBENCH_RESULTS or ./results)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     v = sub.add_parser("validate", help="check an experiment file and exit (code 2 on errors)")
@@ -51,7 +52,7 @@ def _dry_run(exp, console: Console) -> None:
     cells = expand(exp)
     table = Table(title=f"{exp.name}: {len(cells)} cells")
     for col in ("#", "cell", "modality", "key", "status"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     finished = 0
     for i, cell in enumerate(cells, 1):
         done = results.load_cell(exp.name, cell) is not None
@@ -78,7 +79,9 @@ def _list(what: str, console: Console) -> None:
     elif what == "datasets":
         table = Table("name", "modality", "classes", "source", "offline")
         for name, spec in data.DATASETS:
-            table.add_row(name, spec.modality, str(spec.num_classes), spec.upstream, "yes" if spec.available() else "no")
+            table.add_row(
+                name, spec.modality, str(spec.num_classes), spec.upstream, "yes" if spec.available() else "no"
+            )
         console.print(table)
     else:
         table = Table("name", "pretrained", "description")
@@ -94,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.results:
         os.environ["TRANSFERBENCH_RESULTS"] = args.results
     console = Console()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
 
     from bench import config
     from bench.data import DatasetMissingError

@@ -27,10 +27,18 @@ class _Strict(BaseModel):
             allowed = list(cls.model_fields)
             for key in data:
                 if key not in allowed:
-                    raise ValueError(
-                        f"unknown key '{key}'{did_you_mean(str(key), allowed)}; allowed keys: {', '.join(allowed)}"
-                    )
+                    hint = cls._nested_home(str(key)) or did_you_mean(str(key), allowed)
+                    raise ValueError(f"unknown key '{key}'{hint}; allowed keys: {', '.join(allowed)}")
         return data
+
+    @classmethod
+    def _nested_home(cls, key: str) -> str:
+        """' (it belongs under 'training:')' when a section of this model has a field of that name."""
+        for name, info in cls.model_fields.items():
+            section = info.annotation
+            if isinstance(section, type) and issubclass(section, _Strict) and key in section.model_fields:
+                return f" (it belongs under '{name}:')"
+        return ""
 
 
 def _check_name(kind: str, name: str) -> str:

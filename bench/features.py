@@ -35,16 +35,25 @@ def feature_key(backbone: Backbone, manifest: str, part: str, indices: np.ndarra
 
 
 @torch.no_grad()
-def extract(backbone: Backbone, items: Any, labels: np.ndarray, indices: np.ndarray, batch_size: int,
-            device: torch.device) -> torch.Tensor:
+def extract(
+    backbone: Backbone, items: Any, labels: np.ndarray, indices: np.ndarray, batch_size: int, device: torch.device
+) -> torch.Tensor:
     """Features of ``items[indices]`` in index order, computed in eval mode."""
     backbone.eval()
     batches = Batches(items, labels, indices, batch_size, backbone.preprocess, device)
     return torch.cat([backbone(x).float().cpu() for x, _ in batches()])
 
 
-def cached_features(backbone: Backbone, items: Any, labels: np.ndarray, indices: np.ndarray, manifest: str,
-                    part: str, batch_size: int, device: torch.device) -> torch.Tensor:
+def cached_features(
+    backbone: Backbone,
+    items: Any,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    manifest: str,
+    part: str,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
     """Features of ``items[indices]``, from the cache when present, computed and stored otherwise."""
     path = paths.cache_dir("features") / f"{feature_key(backbone, manifest, part, indices)}.pt"
     if path.is_file():

@@ -1,7 +1,8 @@
 """Where things live on disk: the data root, the results folder and the caches under it.
 
 Both roots are settings: ``--data-root`` / ``$TRANSFERBENCH_DATA`` (default ``./data``) and
-``--results`` / ``$TRANSFERBENCH_RESULTS`` (default ``./results``).
+``--results`` / ``$TRANSFERBENCH_RESULTS`` (default ``./results``). Caches live under
+``$TRANSFERBENCH_CACHE`` (default ``<results>/cache``); their keys are content digests, so they can be shared.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 DATA_ENV = "TRANSFERBENCH_DATA"
 RESULTS_ENV = "TRANSFERBENCH_RESULTS"
+CACHE_ENV = "TRANSFERBENCH_CACHE"
 
 
 def data_root() -> Path:
@@ -24,8 +26,8 @@ def results_root() -> Path:
 
 
 def cache_dir(kind: str) -> Path:
-    """A cache folder under the results root (``weights``, ``datasets``, ``features``)."""
-    path = results_root() / "cache" / kind
+    """A cache folder (``weights``, ``datasets``, ``features``), keyed by content digests."""
+    path = Path(os.environ.get(CACHE_ENV, results_root() / "cache")) / kind
     path.mkdir(parents=True, exist_ok=True)
     return path
 

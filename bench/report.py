@@ -11,16 +11,31 @@ from rich.table import Table
 
 from bench import paths
 
-COLUMNS = ["modality", "dataset", "backbone", "budget", "strategy", "seeds", "test_acc_mean", "test_acc_std",
-           "scratch_acc_mean", "gain_over_scratch", "trials_complete", "trials_pruned", "best_hp", "cell_key"]
+COLUMNS = [
+    "modality",
+    "dataset",
+    "backbone",
+    "budget",
+    "strategy",
+    "seeds",
+    "test_acc_mean",
+    "test_acc_std",
+    "scratch_acc_mean",
+    "gain_over_scratch",
+    "trials_complete",
+    "trials_pruned",
+    "best_hp",
+    "cell_key",
+]
 
 
 def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
     """A row per cell, with the scratch result at the same backbone, dataset and budget and the gain over it."""
     df = pd.DataFrame(records)
     df["seeds"] = df["seeds"].map(len)
-    df["best_hp"] = df["best_hp"].map(lambda hp: " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                                         for k, v in sorted(hp.items())))
+    df["best_hp"] = df["best_hp"].map(
+        lambda hp: " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items()))
+    )
     group = ["dataset", "backbone", "budget"]
     scratch = df[df.strategy == "scratch"].set_index(group)["test_acc_mean"].rename("scratch_acc_mean")
     df = df.join(scratch, on=group)
@@ -42,6 +57,13 @@ def print_summary(df: pd.DataFrame, console: Console, title: str) -> None:
     for row in df.itertuples():
         gain = "" if pd.isna(row.gain_over_scratch) else f"{100 * row.gain_over_scratch:+.1f}"
         scratch = "" if pd.isna(row.scratch_acc_mean) else f"{100 * row.scratch_acc_mean:.1f}"
-        table.add_row(row.dataset, row.backbone, str(row.budget), row.strategy,
-                      f"{100 * row.test_acc_mean:.1f} ± {100 * row.test_acc_std:.1f}", scratch, gain)
+        table.add_row(
+            row.dataset,
+            row.backbone,
+            str(row.budget),
+            row.strategy,
+            f"{100 * row.test_acc_mean:.1f} ± {100 * row.test_acc_std:.1f}",
+            scratch,
+            gain,
+        )
     console.print(table)

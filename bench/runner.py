@@ -25,8 +25,13 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, progress: Any, task: Any) -
     def say(msg: str) -> None:
         progress.update(task, description=f"{cell.run_name}  {msg}")
 
-    settings = {"epochs": exp.training.epochs, "batch_size": exp.training.batch_size,
-                "n_trials": exp.tuning.n_trials, "seeds": exp.seeds, "val_per_class": exp.splits.val_per_class}
+    settings = {
+        "epochs": exp.training.epochs,
+        "batch_size": exp.training.batch_size,
+        "n_trials": exp.tuning.n_trials,
+        "seeds": exp.seeds,
+        "val_per_class": exp.splits.val_per_class,
+    }
     with tracker.cell_run(cell, settings):
         hp, study = tune(trainer, tracker, say)
         finals = []
@@ -35,11 +40,21 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, progress: Any, task: Any) -
             if record is None:
                 with tracker.child_run(f"{cell.run_name}/seed{seed}", "final", hp, {**cell.tags, "seed": str(seed)}):
                     say(f"final seed {seed + 1}/{exp.seeds}")
-                    run = trainer.run(hp, seed, test=True, on_epoch=lambda s: tracker.log_metrics(
-                        {"train_loss": s.train_loss, "val_acc": s.val_acc}, step=s.epoch))
+                    run = trainer.run(
+                        hp,
+                        seed,
+                        test=True,
+                        on_epoch=lambda s: tracker.log_metrics(
+                            {"train_loss": s.train_loss, "val_acc": s.val_acc}, step=s.epoch
+                        ),
+                    )
                     tracker.log_metrics({"test_acc": run.test_acc})
-                    record = {"seed": seed, "test_acc": run.test_acc, "val_acc": run.val_acc,
-                              "train_counts": trainer.split(seed).train_counts}
+                    record = {
+                        "seed": seed,
+                        "test_acc": run.test_acc,
+                        "val_acc": run.val_acc,
+                        "train_counts": trainer.split(seed).train_counts,
+                    }
                 results.save_seed(exp.name, cell, seed, record)
             finals.append(record)
         accs = [r["test_acc"] for r in finals]
@@ -47,9 +62,14 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, progress: Any, task: Any) -
         tracker.log_metrics({"test_acc_mean": mean, "test_acc_std": std})
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     return {
-        **cell.tags, "run_name": cell.run_name, "best_hp": hp, "seeds": finals,
-        "test_acc_mean": mean, "test_acc_std": std,
-        "trials_complete": states.count("COMPLETE"), "trials_pruned": states.count("PRUNED"),
+        **cell.tags,
+        "run_name": cell.run_name,
+        "best_hp": hp,
+        "seeds": finals,
+        "test_acc_mean": mean,
+        "test_acc_std": std,
+        "trials_complete": states.count("COMPLETE"),
+        "trials_pruned": states.count("PRUNED"),
         "seconds": round(time.perf_counter() - start, 1),
     }
 
@@ -64,7 +84,13 @@ def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
     cells = expand(exp)  # datasets downloaded just now change their cells' keys
     tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
     records, failures = [], []
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         overall = progress.add_task("cells", total=len(cells))
         current = progress.add_task("", total=None)
@@ -91,6 +117,8 @@ def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
 
 
 def _done_line(cell: Cell, record: dict[str, Any]) -> str:
-    return (f"[green]done[/green] {cell.run_name}: test acc {100 * record['test_acc_mean']:.1f} "
-            f"± {100 * record['test_acc_std']:.1f} % over {len(record['seeds'])} seeds "
-            f"({record['trials_complete']} trials completed, {record['trials_pruned']} pruned, {record['seconds']:.0f} s)")
+    return (
+        f"[green]done[/green] {cell.run_name}: test acc {100 * record['test_acc_mean']:.1f} "
+        f"± {100 * record['test_acc_std']:.1f} % over {len(record['seeds'])} seeds "
+        f"({record['trials_complete']} trials completed, {record['trials_pruned']} pruned, {record['seconds']:.0f} s)"
+    )

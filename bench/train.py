@@ -108,7 +108,9 @@ def fit(
             if penalty is not None:
                 loss = loss + penalty
             if not torch.isfinite(loss):
-                raise DivergedError(f"loss is {loss.item()} at epoch {epoch + 1}; the learning rate ({lr:.3g}) is likely too high")
+                raise DivergedError(
+                    f"loss is {loss.item()} at epoch {epoch + 1}; the learning rate ({lr:.3g}) is likely too high"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -26,6 +26,7 @@ def pick_device(name: str) -> torch.device:
 
 @dataclass
 class RunResult:
+    model: Classifier = field(repr=False)
     history: list[EpochStats]
     val_acc: float
     test_acc: float | None = None
@@ -46,8 +47,15 @@ class CellTrainer:
 
     def split(self, seed: int) -> Split:
         ds = self.dataset
-        return make_split(ds.train_labels, ds.test_labels, self.cell.budget, seed,
-                          self.exp.splits.val_per_class, self.exp.splits.test_per_class, ds.name)
+        return make_split(
+            ds.train_labels,
+            ds.test_labels,
+            self.cell.budget,
+            seed,
+            self.exp.splits.val_per_class,
+            self.exp.splits.test_per_class,
+            ds.name,
+        )
 
     def build_model(self, seed: int) -> Classifier:
         torch.manual_seed(seed)
@@ -59,9 +67,11 @@ class CellTrainer:
         """The module the loop trains and its batches: the whole model on raw items, or for a frozen
         backbone only the head, on cached features."""
         ds, bs = self.dataset, self.exp.training.batch_size
-        parts = {"train": (ds.train_items, ds.train_labels, split.train),
-                 "val": (ds.train_items, ds.train_labels, split.val),
-                 "test": (ds.test_items, ds.test_labels, split.test)}
+        parts = {
+            "train": (ds.train_items, ds.train_labels, split.train),
+            "val": (ds.train_items, ds.train_labels, split.val),
+            "test": (ds.test_items, ds.test_labels, split.test),
+        }
         if not self.strategy.frozen_backbone:
             pre = model.backbone.preprocess
             return model, {p: Batches(x, y, i, bs, pre, self.device) for p, (x, y, i) in parts.items()}
@@ -73,17 +83,31 @@ class CellTrainer:
             batches[p] = Batches(feats, y[i], np.arange(len(i)), bs, lambda f: f, self.device)
         return model.head, batches
 
-    def run(self, hp: Hyperparameters, seed: int, test: bool = False,
-            on_epoch: Callable[[EpochStats], None] = lambda s: None) -> RunResult:
+    def run(
+        self,
+        hp: Hyperparameters,
+        seed: int,
+        test: bool = False,
+        on_epoch: Callable[[EpochStats], None] = lambda s: None,
+    ) -> RunResult:
         """Train at ``seed`` (split, init and shuffling) with ``hp``; evaluate on the test split if ``test``."""
         split = self.split(seed)
         model = self.build_model(seed)
         groups = self.strategy.param_groups(model, hp)
         module, batches = self._inputs(model, split)
-        history = fit(module, groups, batches["train"], batches["val"], self.exp.training.epochs,
-                      lr=hp["lr"], weight_decay=hp["weight_decay"], seed=seed,
-                      extra_loss=lambda: self.strategy.extra_loss(model, hp), on_epoch=on_epoch)
-        result = RunResult(history, history[-1].val_acc)
+        history = fit(
+            module,
+            groups,
+            batches["train"],
+            batches["val"],
+            self.exp.training.epochs,
+            lr=hp["lr"],
+            weight_decay=hp["weight_decay"],
+            seed=seed,
+            extra_loss=lambda: self.strategy.extra_loss(model, hp),
+            on_epoch=on_epoch,
+        )
+        result = RunResult(model, history, history[-1].val_acc)
         if test:
             result.test_pred, result.test_true = predict(module, batches["test"])
             result.test_acc = float((result.test_pred == result.test_true).mean())

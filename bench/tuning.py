@@ -37,8 +37,11 @@ def open_study(cell: Cell, exp: Experiment) -> optuna.Study:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     storage = optuna.storages.RDBStorage(storage_url(exp.optuna_storage), heartbeat_interval=60, grace_period=180)
     n = exp.tuning.n_trials
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-              if exp.tuning.pruner == "median" else optuna.pruners.NopPruner())
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        if exp.tuning.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
     study = optuna.create_study(
         study_name=f"{exp.name}/{cell.run_name}/{cell.key}",
         storage=storage,
@@ -74,8 +77,10 @@ def tune(
 
             def on_epoch(stats: EpochStats) -> None:
                 tracker.log_metrics({"train_loss": stats.train_loss, "val_acc": stats.val_acc}, step=stats.epoch)
-                progress(f"trial {trial.number + 1}/{n_trials} epoch {stats.epoch}/{exp.training.epochs} "
-                         f"val {stats.val_acc:.3f}")
+                progress(
+                    f"trial {trial.number + 1}/{n_trials} epoch {stats.epoch}/{exp.training.epochs} "
+                    f"val {stats.val_acc:.3f}"
+                )
                 trial.report(stats.val_acc, stats.epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}")

@@ -20,7 +20,10 @@ def resolve(name: str) -> BackboneSpec:
             raise ValueError(f"'{name}': give a model name after '{prefix}:', e.g. 'timm:resnet18.a1_in1k'")
         modality, build = HUB_PREFIXES[prefix]
         return BackboneSpec(
-            name=name, modality=modality, source=f"{prefix} hub", feature_dim=-1,
+            name=name,
+            modality=modality,
+            source=f"{prefix} hub",
+            feature_dim=-1,
             build=lambda pretrained=True, weights=None, input_size=None: build(model, pretrained, weights, input_size),
         )
     return BACKBONES.get(name)

@@ -67,14 +67,16 @@ def mobilenetv2_weights() -> Path:
     return cached_conversion(source, "mobilenetv2_100", lambda sd: convert_by_order(sd, target))
 
 
-def _build_mobilenetv2(pretrained: bool = True, weights: Path | None = None, input_size: int | None = None,
-                       num_classes: int = 0) -> TimmBackbone:
+def _build_mobilenetv2(
+    pretrained: bool = True, weights: Path | None = None, input_size: int | None = None, num_classes: int = 0
+) -> TimmBackbone:
     file = weights or (mobilenetv2_weights() if pretrained else None)
     return TimmBackbone(create_timm("mobilenetv2_100", pretrained, file, num_classes), input_size)
 
 
-def build_hub(name: str, pretrained: bool = True, weights: Path | None = None,
-              input_size: int | None = None) -> TimmBackbone:
+def build_hub(
+    name: str, pretrained: bool = True, weights: Path | None = None, input_size: int | None = None
+) -> TimmBackbone:
     """A ``timm:<model>`` backbone: timm's hub download, or ``weights`` through the same loader."""
     return TimmBackbone(create_timm(name, pretrained, weights), input_size)
 

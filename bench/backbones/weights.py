@@ -17,7 +17,8 @@ def package_file(package: str, relpath: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            f"package '{package}' is not installed; `make install` installs it (pip install {package.replace('_', '-')})"
+            f"package '{package}' is not installed; `make install` installs it "
+            f"(or: pip install {package.replace('_', '-')})"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / relpath
     if not path.is_file():
@@ -42,7 +43,9 @@ def convert_by_order(source: dict[str, torch.Tensor], target: dict[str, torch.Te
     out = {}
     for (src_key, value), key in zip(src, dst, strict=True):
         if value.shape != target[key].shape:
-            raise ValueError(f"cannot convert weights: {src_key} {tuple(value.shape)} -> {key} {tuple(target[key].shape)}")
+            raise ValueError(
+                f"cannot convert weights: {src_key} {tuple(value.shape)} -> {key} {tuple(target[key].shape)}"
+            )
         out[key] = value
     return out
 

@@ -46,11 +46,11 @@ def read_image_folder_dataset(name: str, folder: Path) -> LoadedDataset:
     return LoadedDataset(name, "image", classes, xtr, ytr, xte, yte, manifest)
 
 
-def download_cifar10(folder: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5) -> None:
+def download_cifar10(folder: Path, url: str | None = None, md5: str = CIFAR10_MD5) -> None:
     """Fetch the upstream python-pickle archive, check its MD5 and write the ImageFolder layout."""
     from PIL import Image
 
-    archive = fetch(url, folder / "_download" / "cifar-10-python.tar.gz", md5, "md5")
+    archive = fetch(url or CIFAR10_URL, folder / "_download" / "cifar-10-python.tar.gz", md5, "md5")
     with tarfile.open(archive) as tar:
         members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
         meta = pickle.load(tar.extractfile(members["batches.meta"]), encoding="latin1")

@@ -1,0 +1,46 @@
+"""Shared fixtures: the real data root, a fresh results folder per test, a tiny experiment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
+if "TRANSFERBENCH_DATA" not in os.environ and MIRROR.is_dir():
+    os.environ["TRANSFERBENCH_DATA"] = str(MIRROR)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Decoded datasets and converted weights, keyed by content: safe to share between tests."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def results_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cache: Path) -> Path:
+    """Every test writes its results and stores under its own temporary folder."""
+    root = tmp_path / "results"
+    monkeypatch.setenv("TRANSFERBENCH_RESULTS", str(root))
+    monkeypatch.setenv("TRANSFERBENCH_CACHE", str(shared_cache))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return root
+
+
+def tiny_experiment(**overrides) -> dict:
+    """The smallest real image experiment: 2 epochs, 2 trials, 2 seeds on a few CIFAR-10 images."""
+    exp = {
+        "name": "tiny",
+        "backbones": [{"name": "mobilenetv2_100", "input_size": 64}],
+        "datasets": ["cifar10"],
+        "strategies": ["feature_extraction", "finetune", "scratch"],
+        "budgets": [4],
+        "seeds": 2,
+        "tuning": {"n_trials": 2},
+        "training": {"epochs": 2, "batch_size": 16},
+        "splits": {"val_per_class": 3, "test_per_class": 5},
+    }
+    exp.update(overrides)
+    return exp

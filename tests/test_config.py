@@ -1,0 +1,89 @@
+"""Experiment files: bad ones end with exit code 2 and a message naming the field; good ones validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_experiment
+
+from bench.cli import main
+
+BAD = {
+    "unknown top-level key": ({"epochs": 3}, ["epochs", "belongs under 'training:'"]),
+    "unknown nested key": ({"training": {"epoch": 3}}, ["training", "epoch", "did you mean 'epochs'"]),
+    "wrong type": ({"seeds": "three"}, ["seeds", "valid integer", "'three'"]),
+    "out of range": ({"training": {"epochs": 0}}, ["training.epochs", "greater than or equal to 1"]),
+    "unknown backbone": (
+        {"backbones": ["mobilenetv2"]},
+        ["backbones.0.name", "mobilenetv2", "did you mean 'mobilenetv2_100'"],
+    ),
+    "unknown dataset": ({"datasets": ["cifar100"]}, ["datasets.0.name", "cifar100", "did you mean 'cifar10'"]),
+    "unknown strategy": ({"strategies": ["fine_tune"]}, ["strategies", "fine_tune", "did you mean 'finetune'"]),
+    "bad budget": ({"budgets": [0]}, ["budgets", "budget 0"]),
+    "budget word": ({"budgets": ["everything"]}, ["budgets", "'all'"]),
+    "bad pruner": ({"tuning": {"pruner": "hyperband"}}, ["tuning.pruner", "'median' or 'none'", "hyperband"]),
+    "empty strategies": ({"strategies": []}, ["strategies", "at least 1"]),
+    "bad device": ({"training": {"device": "tpu"}}, ["training.device", "tpu"]),
+    "negative input size": ({"backbones": [{"name": "mobilenetv2_100", "input_size": -1}]}, ["input_size", "16"]),
+}
+
+
+def _write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_experiment_exits_2_and_names_the_field(case, tmp_path, capsys):
+    override, expected = BAD[case]
+    path = _write(tmp_path, tiny_experiment(**override))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for fragment in expected:
+        assert fragment in err, f"{fragment!r} missing from:\n{err}"
+
+
+def test_unparseable_and_missing_files_exit_2(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("backbones: [unclosed\n")
+    assert main(["validate", str(broken)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such experiment file" in capsys.readouterr().err
+
+
+def test_every_problem_is_listed_at_once(tmp_path, capsys):
+    path = _write(tmp_path, tiny_experiment(seeds=0, strategies=["nope"]))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "seeds" in err and "nope" in err
+
+
+def test_shipped_experiment_files_are_valid(capsys):
+    for path in sorted(Path("experiments").glob("*.yaml")):
+        assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_name_defaults_to_file_stem_and_defaults_resolve(tmp_path):
+    from bench import config
+
+    data = tiny_experiment()
+    del data["name"]
+    path = tmp_path / "my_study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    exp = config.load(path)
+    assert exp.name == "my_study"
+    assert exp.tuning.pruner == "median" and exp.training.device == "auto"
+
+
+def test_dry_run_prints_the_matrix_without_training(tmp_path, capsys, results_root):
+    path = _write(tmp_path, tiny_experiment(budgets=[4, 8]))
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "6 cells" in out and "12 Optuna trials" in out and "24 training runs" in out
+    assert out.count("│ to run") == 6
+    assert not (results_root / "mlflow.db").exists()

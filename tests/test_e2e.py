@@ -1,0 +1,90 @@
+"""The whole pipeline on a tiny real matrix: MLflow holds the expected runs; a rerun trains nothing."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import yaml
+from conftest import tiny_experiment
+
+from bench.cli import main
+
+
+def _runs(results_root):
+    mlflow.set_tracking_uri(f"sqlite:///{results_root / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name("tiny")
+    return mlflow.search_runs([exp.experiment_id])
+
+
+def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment()))
+    assert main(["run", str(path)]) == 0
+
+    summary = pd.read_csv(results_root / "tiny" / "summary.csv")
+    assert sorted(summary.strategy) == ["feature_extraction", "finetune", "scratch"]
+    assert (summary.seeds == 2).all() and summary.test_acc_mean.between(0, 1).all()
+    scratch = summary.set_index("strategy").loc["scratch", "test_acc_mean"]
+    assert (summary.scratch_acc_mean == scratch).all()
+    assert (summary.gain_over_scratch - (summary.test_acc_mean - scratch)).abs().max() < 1e-9
+
+    runs = _runs(results_root)
+    parents = runs[runs["tags.stage"] == "cell"]
+    assert sorted(parents["tags.mlflow.runName"]) == [
+        "cifar10/mobilenetv2_100/feature_extraction/k4",
+        "cifar10/mobilenetv2_100/finetune/k4",
+        "cifar10/mobilenetv2_100/scratch/k4",
+    ]
+    for tag in ("modality", "backbone", "dataset", "budget", "strategy", "cell_key"):
+        assert parents[f"tags.{tag}"].notna().all(), tag
+    assert parents["metrics.test_acc_mean"].notna().all()
+    for _, parent in parents.iterrows():
+        children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
+        assert sorted(children["tags.stage"]) == ["final", "final", "trial", "trial"]
+        finals = children[children["tags.stage"] == "final"]
+        assert finals["metrics.test_acc"].notna().all() and finals["params.lr"].notna().all()
+        trials = children[children["tags.stage"] == "trial"]
+        assert (trials["tags.strategy"] == parent["tags.strategy"]).all()
+    client = mlflow.MlflowClient()
+    trial_id = runs[runs["tags.stage"] == "trial"].run_id.iloc[0]
+    assert [m.step for m in client.get_metric_history(trial_id, "val_acc")] == [1, 2]
+    assert len(client.get_metric_history(trial_id, "train_loss")) == 2
+
+    capsys.readouterr()
+    assert main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished earlier") == 3 and "done " not in out
+    assert len(_runs(results_root)) == len(runs)
+    pd.testing.assert_frame_equal(pd.read_csv(results_root / "tiny" / "summary.csv"), summary)
+
+
+def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_root, monkeypatch):
+    from bench import runner
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["feature_extraction"])))
+    real = runner.CellTrainer.run
+    calls = {"n": 0}
+
+    def crash_on_second_final(self, hp, seed, test=False, **kw):
+        if test:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        return real(self, hp, seed, test=test, **kw)
+
+    monkeypatch.setattr(runner.CellTrainer, "run", crash_on_second_final)
+    try:
+        main(["run", str(path)])
+    except KeyboardInterrupt:
+        pass
+    assert (results_root / "tiny" / "cells").is_dir() and not list((results_root / "tiny" / "cells").glob("*.json"))
+    monkeypatch.setattr(runner.CellTrainer, "run", real)
+    tests_before = calls["n"]
+    assert main(["run", str(path)]) == 0
+    runs = _runs(results_root)
+    assert (runs["tags.stage"] == "cell").sum() == 1  # the unfinished parent run was resumed, not duplicated
+    assert (runs["tags.stage"] == "trial").sum() == 2
+    finished = runs[(runs["tags.stage"] == "final") & (runs.status == "FINISHED")]
+    assert sorted(finished["tags.seed"]) == ["0", "1"]  # seed 0 was not trained again
+    assert tests_before == 2
