@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.results:
         os.environ["TRANSFERBENCH_RESULTS"] = args.results
     console = Console()
+    if not console.is_terminal:  # logs and pipes: wide enough that tables are not squeezed
+        console = Console(width=160)
     err = Console(stderr=True, soft_wrap=True)
 
     from bench import config

@@ -138,6 +138,20 @@ class Experiment(_Strict):
             raise ValueError("a strategy is listed twice")
         return names
 
+    @model_validator(mode="after")
+    def _every_dataset_has_a_backbone(self) -> Experiment:
+        from bench import backbones, data
+
+        have = {backbones.resolve(b.name).modality for b in self.backbones}
+        for ds in self.datasets:
+            modality = data.DATASETS.get(ds.name).modality
+            if modality not in have:
+                raise ValueError(
+                    f"dataset '{ds.name}' is {modality}, but no backbone in 'backbones' is; add a {modality} "
+                    "backbone (see `bench list backbones`) or remove the dataset"
+                )
+        return self
+
     @field_validator("budgets")
     @classmethod
     def _positive_budgets(cls, budgets: list[Budget]) -> list[Budget]:

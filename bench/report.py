@@ -56,6 +56,7 @@ def print_summary(df: pd.DataFrame, console: Console, title: str) -> None:
         table.add_column(col, justify="right" if "%" in col or col in ("budget", "gain (pts)") else "left")
     for row in df.itertuples():
         gain = "" if pd.isna(row.gain_over_scratch) else f"{100 * row.gain_over_scratch:+.1f}"
+        gain = "baseline" if row.strategy == "scratch" else gain
         scratch = "" if pd.isna(row.scratch_acc_mean) else f"{100 * row.scratch_acc_mean:.1f}"
         table.add_row(
             row.dataset,

@@ -34,7 +34,15 @@ class Tracker:
         paths.results_root().mkdir(parents=True, exist_ok=True)
         self.mlflow = mlflow
         mlflow.set_tracking_uri(uri)
-        self.experiment_id = mlflow.set_experiment(experiment).experiment_id
+        existing = mlflow.get_experiment_by_name(experiment)
+        if existing is None:
+            # beside the sqlite store, artifacts go under results/ too (MLflow's default is ./mlruns)
+            local = uri.startswith("sqlite:")
+            artifacts = (paths.results_root() / "artifacts").resolve().as_uri() if local else None
+            self.experiment_id = mlflow.create_experiment(experiment, artifact_location=artifacts)
+        else:
+            self.experiment_id = existing.experiment_id
+        mlflow.set_experiment(experiment_id=self.experiment_id)
 
     def _existing_parent(self, cell: Cell) -> str | None:
         runs = self.mlflow.search_runs(

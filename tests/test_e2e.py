@@ -13,6 +13,7 @@ from bench.cli import main
 def _runs(results_root):
     mlflow.set_tracking_uri(f"sqlite:///{results_root / 'mlflow.db'}")
     exp = mlflow.get_experiment_by_name("tiny")
+    assert exp.artifact_location == (results_root / "artifacts").resolve().as_uri()
     return mlflow.search_runs([exp.experiment_id])
 
 
