@@ -52,13 +52,20 @@ def _check_name(kind: str, name: str) -> str:
     return name
 
 
+OPTIONS_BY_MODALITY = {"image": "input_size", "text": "max_length", "audio": "clip_seconds"}
+
+
 class BackboneConfig(_Strict):
-    """A backbone by registered name (``bench list backbones``) or ``timm:<model name>`` from the hub."""
+    """A backbone by registered name (``bench list backbones``) or ``<hub>:<model>`` (``timm:``, ``hf:``, ...)."""
 
     name: str
-    weights: Path | None = Field(None, description="local weights file used instead of the default source")
+    weights: Path | None = Field(None, description="local weights file or folder used instead of the default source")
     input_size: int | None = Field(
-        None, ge=16, le=1024, description="image side in pixels; default: the backbone's pretrained config"
+        None, ge=16, le=1024, description="image backbones: side in pixels; default: the pretrained config"
+    )
+    max_length: int | None = Field(None, ge=8, le=8192, description="text backbones: tokens kept per example")
+    clip_seconds: float | None = Field(
+        None, gt=0, le=60, description="audio backbones: clips are padded or cropped to this length"
     )
 
     @model_validator(mode="before")
@@ -70,6 +77,24 @@ class BackboneConfig(_Strict):
     @classmethod
     def _known(cls, name: str) -> str:
         return _check_name("backbone", name)
+
+    @model_validator(mode="after")
+    def _options_fit_the_modality(self) -> BackboneConfig:
+        from bench import backbones
+
+        modality = backbones.resolve(self.name).modality
+        for other, option in OPTIONS_BY_MODALITY.items():
+            if other != modality and getattr(self, option) is not None:
+                raise ValueError(
+                    f"'{option}' applies to {other} backbones, but '{self.name}' is a {modality} backbone "
+                    f"(its option is '{OPTIONS_BY_MODALITY[modality]}')"
+                )
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """The modality's option when set, as keyword arguments for the backbone's builder."""
+        option = {k: getattr(self, k) for k in OPTIONS_BY_MODALITY.values()}
+        return {k: v for k, v in option.items() if v is not None}
 
     @property
     def label(self) -> str:

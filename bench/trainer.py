@@ -60,7 +60,7 @@ class CellTrainer:
     def build_model(self, seed: int) -> Classifier:
         torch.manual_seed(seed)
         bb = self.cell.backbone
-        backbone = self.spec.build(pretrained=self.strategy.pretrained, weights=bb.weights, input_size=bb.input_size)
+        backbone = self.spec.build(pretrained=self.strategy.pretrained, weights=bb.weights, **bb.options())
         return Classifier(backbone, len(self.dataset.classes)).to(self.device)
 
     def _inputs(self, model: Classifier, split: Split) -> tuple[torch.nn.Module, dict[str, Batches]]:

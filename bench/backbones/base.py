@@ -47,7 +47,8 @@ class Classifier(nn.Module):
 class BackboneSpec:
     """A registered backbone: what ``bench list backbones`` shows and how to build it.
 
-    ``build(pretrained, weights, input_size)`` returns the Backbone; with ``pretrained=False`` it is the
+    ``build(pretrained=, weights=, **options)`` returns the Backbone (options: ``input_size``, ``max_length`` or
+    ``clip_seconds``, by modality); with ``pretrained=False`` it is the
     same architecture with random weights (the ``scratch`` baseline).
     """
 

@@ -1,6 +1,6 @@
 """Datasets per modality, the data root, downloads with checksums, budgets and stratified splits."""
 
-from bench.data import image  # noqa: F401  (registers the image datasets)
+from bench.data import audio, image, text  # noqa: F401  (register the datasets)
 from bench.data.base import DATASETS, DatasetSpec, LoadedDataset, register_dataset
 from bench.data.download import DatasetMissingError
 from bench.data.splits import Split, make_split

@@ -18,7 +18,8 @@ from bench.registry import Registry
 @dataclass
 class LoadedDataset:
     """A dataset in memory. ``*_items`` are whatever the modality's backbones preprocess:
-    uint8 HxWx3 images, strings, or mono float waveforms (with ``sample_rate``)."""
+    image: a uint8 array (N, H, W, 3) or grey (N, H, W); text: a list of str;
+    audio: a list of ``(waveform, sample_rate)`` with a mono float32 numpy waveform."""
 
     name: str
     modality: str
@@ -28,7 +29,6 @@ class LoadedDataset:
     test_items: Sequence[Any]
     test_labels: np.ndarray
     manifest: str  # a digest of the files it was read from: part of every cell key
-    sample_rate: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Audio datasets: the Free Spoken Digit Dataset (FSDD)."""
