@@ -11,11 +11,14 @@ from bench import backbones
 from bench.backbones import image
 from bench.backbones.weights import convert_by_order
 
+MOBILENET = image.PACKAGED[0][:3]
+EFFICIENTNET = image.PACKAGED[1][:3]
+
 
 @pytest.fixture(scope="module")
 def imagenet_model():
     """MobileNetV2 with its ImageNet head, loaded through the same path the benchmark uses."""
-    return image._build_mobilenetv2(pretrained=True, num_classes=1000).eval()
+    return image.build_packaged(*MOBILENET, pretrained=True, num_classes=1000).eval()
 
 
 @torch.no_grad()
@@ -28,8 +31,15 @@ def test_pretrained_weights_classify_real_photos(imagenet_model):
     assert 967 in _top5(imagenet_model, photos.coffee())  # espresso
 
 
+def test_efficientnet_lite0_weights_classify_real_photos():
+    model = image.build_packaged(*EFFICIENTNET, pretrained=True, num_classes=1000).eval()
+    assert model.mean.flatten().tolist() == [0.5, 0.5, 0.5]
+    assert _top5(model, photos.chelsea())[0] in range(281, 286)
+    assert 967 in _top5(model, photos.coffee())
+
+
 def test_random_init_has_the_same_architecture_and_fails_the_cat(imagenet_model):
-    scratch = image._build_mobilenetv2(pretrained=False, num_classes=1000).eval()
+    scratch = image.build_packaged(*MOBILENET, pretrained=False, num_classes=1000).eval()
     pre, rnd = imagenet_model.state_dict(), scratch.state_dict()
     assert [(k, v.shape) for k, v in pre.items()] == [(k, v.shape) for k, v in rnd.items()]
     assert not torch.equal(pre["model.conv_stem.weight"], rnd["model.conv_stem.weight"])
@@ -58,14 +68,14 @@ def test_preprocessing_follows_the_pretrained_config():
 
 
 def test_converted_weights_are_cached_not_converted_again(monkeypatch):
-    first = image.mobilenetv2_weights()
+    first = image.packaged_weights(*MOBILENET)
     stamp = first.stat().st_mtime_ns
 
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again")
 
     monkeypatch.setattr(image, "convert_by_order", no_conversion)
-    assert image.mobilenetv2_weights() == first and first.stat().st_mtime_ns == stamp
+    assert image.packaged_weights(*MOBILENET) == first and first.stat().st_mtime_ns == stamp
 
 
 def test_timm_hub_name_loads_a_local_file_through_timms_pretrained_path(tmp_path):

