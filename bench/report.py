@@ -16,6 +16,7 @@ COLUMNS = [
     "dataset",
     "backbone",
     "budget",
+    "n_train",
     "strategy",
     "seeds",
     "test_acc_mean",
@@ -32,6 +33,8 @@ COLUMNS = [
 def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
     """A row per cell, with the scratch result at the same backbone, dataset and budget and the gain over it."""
     df = pd.DataFrame(records)
+    # real training examples (seed 0): fewer than budget x classes when a class is short
+    df["n_train"] = df["seeds"].map(lambda seeds: sum(seeds[0]["train_counts"].values()))
     df["seeds"] = df["seeds"].map(len)
     df["best_hp"] = df["best_hp"].map(
         lambda hp: " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items()))

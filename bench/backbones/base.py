@@ -30,6 +30,20 @@ class Backbone(nn.Module):
     def preprocess_id(self) -> str:
         raise NotImplementedError
 
+    def blocks(self) -> list[list[str]]:
+        """Parameter names grouped into blocks, ordered from the input to the output.
+
+        Partial fine-tuning trains the last blocks, layer-wise learning rates decay towards the first.
+        The default is one block per top-level child module, in registration order.
+        """
+        groups: dict[str, list[str]] = {}
+        for name, _ in self.named_parameters():
+            groups.setdefault(name.split(".")[0], []).append(name)
+        return list(groups.values())
+
+    #: names (suffixes) of the linear or convolution layers low-rank adapters may wrap; ``None``: not supported
+    lora_targets: list[str] | None = None
+
 
 class Classifier(nn.Module):
     """A backbone with a linear head: the model every strategy trains."""

@@ -19,6 +19,7 @@ class TimmBackbone(Backbone):
     """A timm model without its classifier; preprocessing follows its pretrained config."""
 
     modality = "image"
+    lora_targets = ["conv_pw", "conv_pwl", "conv"]  # 1x1 convolutions of inverted-residual blocks, ResNet convs
 
     def __init__(self, model: torch.nn.Module, input_size: int | None = None) -> None:
         super().__init__()
@@ -50,6 +51,13 @@ class TimmBackbone(Backbone):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def blocks(self) -> list[list[str]]:
+        """timm's own fine-grained parameter groups (the ones its layer-wise decay uses): stem, stages, head."""
+        from timm.models._manipulate import group_parameters
+
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=False))
+        return [[f"model.{n}" for n in names] for names in groups.values()]
+
 
 def create_timm(arch: str, pretrained: bool, weights: Path | None = None, num_classes: int = 0) -> torch.nn.Module:
     """timm's own pretrained path: a local ``weights`` file when given, else timm's hub (needs internet)."""
@@ -77,7 +85,7 @@ def build_packaged(
     input_size: int | None = None,
     num_classes: int = 0,
 ) -> TimmBackbone:
-    """A timm architecture with ImageNet weights from an installed package (or ``weights``); random if not pretrained."""
+    """A timm architecture with ImageNet weights from a package (or ``weights``); random when not pretrained."""
     file = weights or (packaged_weights(arch, package, relpath) if pretrained else None)
     return TimmBackbone(create_timm(arch, pretrained, file, num_classes), input_size)
 

@@ -22,6 +22,7 @@ class HFTextBackbone(Backbone):
     """A transformers encoder with mean pooling over the attention mask."""
 
     modality = "text"
+    lora_targets = ["query", "value"]  # attention projections, as in the LoRA paper
 
     def __init__(self, model: torch.nn.Module, tokenizer, max_length: int | None = None) -> None:
         super().__init__()
@@ -41,6 +42,20 @@ class HFTextBackbone(Backbone):
     def preprocess_id(self) -> str:
         tok = self.tokenizer
         return f"{type(tok).__name__}-{Path(tok.name_or_path).name}-v{tok.vocab_size}-len{self.max_length}"
+
+    def blocks(self) -> list[list[str]]:
+        """Embeddings, then each transformer layer, then anything after (a pooler)."""
+        layers = len(self.model.encoder.layer)
+        groups: list[list[str]] = [[] for _ in range(layers + 2)]
+        for name, _ in self.named_parameters():
+            parts = name.split(".")
+            if "embeddings" in parts:
+                groups[0].append(name)
+            elif "layer" in parts:
+                groups[1 + int(parts[parts.index("layer") + 1])].append(name)
+            else:
+                groups[-1].append(name)
+        return [g for g in groups if g]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.model(**batch).last_hidden_state
