@@ -63,25 +63,45 @@ class CellTrainer:
         backbone = self.spec.build(pretrained=self.strategy.pretrained, weights=bb.weights, **bb.options())
         return Classifier(backbone, len(self.dataset.classes)).to(self.device)
 
-    def _inputs(self, model: Classifier, split: Split) -> tuple[torch.nn.Module, dict[str, Batches]]:
-        """The module the loop trains and its batches: the whole model on raw items, or for a frozen
-        backbone only the head, on cached features."""
-        ds, bs = self.dataset, self.exp.training.batch_size
-        parts = {
+    def _parts(self, split: Split) -> dict[str, tuple]:
+        ds = self.dataset
+        return {
             "train": (ds.train_items, ds.train_labels, split.train),
             "val": (ds.train_items, ds.train_labels, split.val),
             "test": (ds.test_items, ds.test_labels, split.test),
         }
-        if not self.strategy.frozen_backbone:
-            pre = model.backbone.preprocess
-            return model, {p: Batches(x, y, i, bs, pre, self.device) for p, (x, y, i) in parts.items()}
-        batches = {}
-        for p, (x, y, i) in parts.items():
-            split_part = "test" if p == "test" else "train"
-            feats = cached_features(model.backbone, x, y, i, ds.manifest, split_part, bs, self.device)
+
+    def _raw_batches(self, model: Classifier, split: Split) -> dict[str, Batches]:
+        bs, pre = self.exp.training.batch_size, model.backbone.preprocess
+        return {p: Batches(x, y, i, bs, pre, self.device) for p, (x, y, i) in self._parts(split).items()}
+
+    def _feature_batches(self, model: Classifier, split: Split) -> dict[str, Batches]:
+        """Batches of the frozen backbone's cached features, for training the head alone."""
+        bs, batches = self.exp.training.batch_size, {}
+        for p, (x, y, i) in self._parts(split).items():
+            pool = "test" if p == "test" else "train"
+            feats = cached_features(model.backbone, x, y, i, self.dataset.manifest, pool, bs, self.device)
             # features are stored in index order: address them by position
-            batches[p] = Batches(feats, y[i], np.arange(len(i)), bs, lambda f: f, self.device)
-        return model.head, batches
+            batches[p] = Batches(feats.to(self.device), y[i], np.arange(len(i)), bs, lambda f: f, self.device)
+        return batches
+
+    def _probe(self, model: Classifier, split: Split, seed: int) -> Callable[[float, float], None]:
+        """Train the head alone on cached features through the same loop (LP-FT's first phase)."""
+
+        def probe(lr: float, weight_decay: float) -> None:
+            batches = self._feature_batches(model, split)
+            fit(
+                model.head,
+                [{"params": list(model.head.parameters())}],
+                batches["train"],
+                batches["val"],
+                self.exp.training.epochs,
+                lr=lr,
+                weight_decay=weight_decay,
+                seed=seed,
+            )
+
+        return probe
 
     def run(
         self,
@@ -93,8 +113,12 @@ class CellTrainer:
         """Train at ``seed`` (split, init and shuffling) with ``hp``; evaluate on the test split if ``test``."""
         split = self.split(seed)
         model = self.build_model(seed)
+        self.strategy.before_fit(model, hp, self._probe(model, split, seed))
         groups = self.strategy.param_groups(model, hp)
-        module, batches = self._inputs(model, split)
+        if self.strategy.frozen_backbone:  # the backbone never changes: train the head on cached features
+            module, batches = model.head, self._feature_batches(model, split)
+        else:
+            module, batches = model, self._raw_batches(model, split)
         history = fit(
             module,
             groups,

@@ -61,5 +61,6 @@ def test_every_builtin_strategy_has_a_description_and_a_search_space():
 
     for name, cls in STRATEGIES:
         assert cls.name == name and cls.description
-        hp = cls().search_space(optuna.trial.FixedTrial({"lr": 1e-3, "weight_decay": 1e-4}))
-        assert {"lr", "weight_decay"} <= set(hp)
+        trial = optuna.create_study().ask()
+        hp = cls().search_space(trial)
+        assert {"lr", "weight_decay"} <= set(hp) and set(trial.params) <= set(hp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import optuna
@@ -17,7 +18,10 @@ class Strategy:
     """Base class of every strategy. Subclass it, set ``name`` and ``description``, override what differs.
 
     - ``search_space``: the Optuna suggestions this strategy tunes (the loop reads ``lr`` and ``weight_decay``).
-    - ``param_groups``: freeze what must not train and return the optimizer's parameter groups.
+    - ``before_fit``: an optional phase before training, e.g. LP-FT's linear probe through ``probe``.
+    - ``param_groups``: freeze what must not train and return the optimizer's parameter groups. Called once
+      per training run on a freshly built model, before any ``extra_loss``: a strategy may keep what it
+      needs from the starting weights (L2-SP keeps them as its reference).
     - ``extra_loss``: a term added to the cross-entropy at every step (e.g. a penalty on the weights).
     - ``pretrained``: start from pretrained weights (``scratch`` does not).
     - ``frozen_backbone``: the backbone never trains, so the loop trains the head on cached features.
@@ -33,6 +37,9 @@ class Strategy:
             "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
             "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
         }
+
+    def before_fit(self, model: Classifier, hp: Hyperparameters, probe: Callable[[float, float], None]) -> None:
+        """``probe(lr, weight_decay)`` trains the head alone on cached features of the frozen backbone."""
 
     def param_groups(self, model: Classifier, hp: Hyperparameters) -> list[dict[str, Any]]:
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]

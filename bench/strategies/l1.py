@@ -1,0 +1,26 @@
+"""Fine-tuning with an L1 penalty toward zero: lambda * ||w||_1, whose gradient pushes each weight toward 0."""
+
+from __future__ import annotations
+
+import optuna
+import torch
+
+from bench.strategies import penalties
+from bench.strategies.base import Hyperparameters, register_strategy
+from bench.strategies.l2 import L2
+
+
+@register_strategy
+class L1(L2):
+    name = "l1"
+    description = "fine-tune all weights with an L1 penalty lambda ||w||_1 toward zero"
+
+    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
+        return {
+            "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
+            "weight_decay": 0.0,
+            "lambda": trial.suggest_float("lambda", 1e-8, 1e-3, log=True),
+        }
+
+    def penalty(self, hp: Hyperparameters) -> torch.Tensor:
+        return hp["lambda"] * penalties.l1(self.params)

@@ -1,0 +1,31 @@
+"""L1-SP: the L1 counterpart of L2-SP. Loss += alpha * ||w_backbone - w0||_1 + beta/2 * ||w_head||^2.
+
+Where L2-SP lets every weight drift a little, the L1 distance favours leaving most weights exactly at
+their pretrained values and moving a few (Li et al. 2018 compare both).
+"""
+
+from __future__ import annotations
+
+import optuna
+import torch
+
+from bench.strategies import penalties
+from bench.strategies.base import Hyperparameters, register_strategy
+from bench.strategies.l2sp import L2SP
+
+
+@register_strategy
+class L1SP(L2SP):
+    name = "l1sp"
+    description = "fine-tune with alpha ||w - w_pretrained||_1 on the backbone + beta/2 ||w_head||^2"
+
+    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
+        return {
+            "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
+            "weight_decay": 0.0,
+            "alpha": trial.suggest_float("alpha", 1e-7, 1e-3, log=True),
+            "beta": trial.suggest_float("beta", 1e-5, 1e-1, log=True),
+        }
+
+    def backbone_penalty(self, hp: Hyperparameters) -> torch.Tensor:
+        return hp["alpha"] * penalties.l1_to(self.backbone, self.start)

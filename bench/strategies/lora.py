@@ -1,0 +1,41 @@
+"""LoRA (Hu et al., ICLR 2022) through PEFT: low-rank adapters on the backbone's supported layers.
+
+The pretrained weights stay frozen; each targeted layer W gains a trainable update B @ A of rank r
+(B starts at zero, so training starts from the pretrained function). The head trains as usual.
+Targets come from the backbone family (``Backbone.lora_targets``: attention projections for
+transformers, pointwise convolutions for MobileNet/EfficientNet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from bench.backbones.base import Classifier
+from bench.strategies.base import Hyperparameters, Strategy, register_strategy
+
+
+@register_strategy
+class LoRA(Strategy):
+    name = "lora"
+    description = "low-rank adapters (PEFT) on the backbone's linear/conv layers, base weights frozen (Hu et al. 2022)"
+
+    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
+        return {
+            "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
+            "rank": trial.suggest_categorical("rank", [4, 8, 16]),
+        }
+
+    def param_groups(self, model: Classifier, hp: Hyperparameters) -> list[dict[str, Any]]:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        targets = model.backbone.lora_targets
+        if not targets:
+            raise ValueError(f"{type(model.backbone).__name__} declares no layers for LoRA (lora_targets)")
+        config = LoraConfig(r=hp["rank"], lora_alpha=hp["rank"], target_modules=targets, lora_dropout=0.0)
+        inject_adapter_in_model(config, model.backbone)
+        for name, p in model.backbone.named_parameters():
+            p.requires_grad_("lora_" in name)
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]

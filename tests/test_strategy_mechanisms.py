@@ -1,0 +1,169 @@
+"""Each strategy does what its paper says: penalties match their formulas, frozen weights stay frozen."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_experiment
+
+from bench import backbones, config, data, trainer
+from bench.backbones.base import Classifier
+from bench.matrix import expand
+from bench.strategies import get_strategy
+from bench.trainer import CellTrainer
+
+ALL = ["bitfit", "feature_extraction", "l1", "l1sp", "l2", "l2sp", "layerwise_lr", "lora", "lp_ft", "partial"]
+HP = {
+    "lr": 1e-2,
+    "weight_decay": 1e-4,
+    "lambda": 1e-3,
+    "alpha": 1e-2,
+    "beta": 1e-3,
+    "probe_lr": 1e-2,
+    "k": 2,
+    "decay": 0.5,
+    "rank": 4,
+}
+
+
+@pytest.fixture(scope="module")
+def trainers():
+    exp = config.parse(tiny_experiment(strategies=ALL))
+    ds = data.DATASETS.get("cifar10").load()
+    return {cell.strategy: CellTrainer(cell, exp, ds) for cell in expand(exp)}
+
+
+def _model() -> Classifier:
+    torch.manual_seed(0)
+    return Classifier(backbones.resolve("mobilenetv2_100").build(pretrained=True, input_size=32), 10)
+
+
+def _shift(model: Classifier, amount: float = 0.01) -> None:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(amount * torch.randn_like(p))
+
+
+@pytest.mark.parametrize("name", ["l2sp", "l1sp"])
+def test_sp_penalty_is_zero_at_the_pretrained_weights_up_to_the_head(name):
+    model, s = _model(), get_strategy(name)
+    s.param_groups(model, HP)
+    head = HP["beta"] / 2 * model.head.weight.pow(2).sum()
+    assert torch.allclose(s.extra_loss(model, HP), head)
+
+
+def test_l2sp_value_and_gradient_match_the_formula():
+    model, s = _model(), get_strategy("l2sp")
+    start = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
+    s.param_groups(model, HP)
+    _shift(model)
+    loss = s.extra_loss(model, HP)
+    bb = dict(model.backbone.named_parameters())
+    expected = HP["alpha"] / 2 * sum((bb[n] - start[n]).pow(2).sum() for n in bb)
+    expected = expected + HP["beta"] / 2 * model.head.weight.pow(2).sum()
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    loss.backward()
+    w = bb["model.conv_stem.weight"]
+    assert torch.allclose(w.grad, HP["alpha"] * (w - start["model.conv_stem.weight"]), rtol=1e-4, atol=1e-9)
+    assert torch.allclose(model.head.weight.grad, HP["beta"] * model.head.weight, rtol=1e-5)
+
+
+def test_l1sp_value_and_gradient_match_the_formula():
+    model, s = _model(), get_strategy("l1sp")
+    start = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
+    s.param_groups(model, HP)
+    _shift(model)
+    loss = s.extra_loss(model, HP)
+    bb = dict(model.backbone.named_parameters())
+    expected = HP["alpha"] * sum((bb[n] - start[n]).abs().sum() for n in bb)
+    assert torch.allclose(loss, expected + HP["beta"] / 2 * model.head.weight.pow(2).sum(), rtol=1e-5)
+    loss.backward()
+    w = bb["model.conv_stem.weight"]
+    assert torch.equal(w.grad, HP["alpha"] * torch.sign(w - start["model.conv_stem.weight"]))
+
+
+def test_l1_gradient_has_the_weights_sign():
+    model, s = _model(), get_strategy("l1")
+    s.param_groups(model, HP)
+    s.extra_loss(model, HP).backward()
+    w = model.backbone.model.conv_stem.weight
+    assert torch.equal(torch.sign(w.grad), torch.sign(w.detach()))
+    assert torch.allclose(w.grad.abs(), torch.full_like(w, HP["lambda"]))
+
+
+def test_l2_penalty_value_and_gradient():
+    model, s = _model(), get_strategy("l2")
+    s.param_groups(model, HP)
+    loss = s.extra_loss(model, HP)
+    assert torch.allclose(loss, HP["lambda"] / 2 * sum(p.pow(2).sum() for p in model.parameters()), rtol=1e-5)
+    loss.backward()
+    w = model.backbone.model.conv_stem.weight
+    assert torch.allclose(w.grad, HP["lambda"] * w.detach(), rtol=1e-5)
+
+
+def _changed(before: dict, model: Classifier) -> set[str]:
+    return {n for n, p in model.named_parameters() if n in before and not torch.equal(before[n], p.detach())}
+
+
+@pytest.mark.parametrize("name", ["partial", "bitfit", "feature_extraction"])
+def test_frozen_parameters_are_bit_identical_after_training(trainers, name):
+    t = trainers[name]
+    before = {n: p.detach().clone() for n, p in t.build_model(0).named_parameters()}
+    model = t.run(HP, seed=0).model
+    changed = _changed(before, model)
+    assert {"head.weight", "head.bias"} <= changed
+    if name == "feature_extraction":
+        assert changed == {"head.weight", "head.bias"}
+    if name == "bitfit":
+        assert all(n.endswith("bias") or n.startswith("head.") for n in changed)
+        assert any(n.startswith("backbone.") for n in changed)
+    if name == "partial":
+        blocks = model.backbone.blocks()
+        top = {f"backbone.{n}" for block in blocks[-HP["k"] :] for n in block}
+        assert changed - {"head.weight", "head.bias"} <= top and changed & top
+        frozen = {f"backbone.{n}" for block in blocks[: -HP["k"]] for n in block}
+        assert not changed & frozen
+
+
+def test_lp_ft_fine_tunes_from_the_probed_head(trainers, monkeypatch):
+    calls = []
+    real_fit = trainer.fit
+
+    def spy(module, *args, **kwargs):
+        head = module if isinstance(module, torch.nn.Linear) else module.head
+        entry = head.weight.detach().clone()
+        history = real_fit(module, *args, **kwargs)
+        calls.append((module, entry, head.weight.detach().clone()))
+        return history
+
+    monkeypatch.setattr(trainer, "fit", spy)
+    trainers["lp_ft"].run(HP, seed=0)
+    (probe_module, probe_start, probe_end), (ft_module, ft_start, _) = calls
+    assert isinstance(probe_module, torch.nn.Linear) and isinstance(ft_module, Classifier)
+    assert not torch.equal(probe_start, probe_end)  # the probe trained the head
+    assert torch.equal(ft_start, probe_end)  # fine-tuning started from it
+
+
+def test_lora_trains_a_small_fraction_and_leaves_base_weights_unchanged(trainers):
+    t = trainers["lora"]
+    before = {n: p.detach().clone() for n, p in t.build_model(0).backbone.named_parameters()}
+    model = t.run(HP, seed=0).model
+    params = dict(model.backbone.named_parameters())
+    lora = {n: p for n, p in params.items() if "lora_" in n}
+    assert lora and all(p.requires_grad for p in lora.values())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable < 0.1 * sum(p.numel() for p in model.parameters())
+    base = {n.replace(".base_layer", ""): p for n, p in params.items() if "lora_" not in n}
+    assert set(base) == set(before)
+    assert all(torch.equal(base[n].detach(), before[n]) for n in before)
+    assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in lora.items() if "lora_B" in n)
+
+
+def test_layerwise_learning_rates_decrease_toward_the_input():
+    model, s = _model(), get_strategy("layerwise_lr")
+    groups = s.param_groups(model, HP)
+    lrs = [g["lr"] for g in groups]
+    assert lrs[-1] == HP["lr"] and all(a < b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert lrs[-2] == pytest.approx(HP["lr"] * HP["decay"])
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
