@@ -19,7 +19,8 @@ class TimmBackbone(Backbone):
     """A timm model without its classifier; preprocessing follows its pretrained config."""
 
     modality = "image"
-    lora_targets = ["conv_pw", "conv_pwl", "conv"]  # 1x1 convolutions of inverted-residual blocks, ResNet convs
+    # pointwise convolutions of MobileNet/EfficientNet blocks; the convolutions of ResNet blocks
+    lora_targets = ["conv_pw", "conv_pwl", "conv1", "conv2", "conv3"]
 
     def __init__(self, model: torch.nn.Module, input_size: int | None = None) -> None:
         super().__init__()
