@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,10 @@ PLUGIN = Path(__file__).parent / "example_plugin"
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory) -> Path:
     """The example plugin installed with pip into its own site folder (put on PYTHONPATH below)."""
-    site = tmp_path_factory.mktemp("site")
+    site, source = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("plugin") / "src"
+    shutil.copytree(PLUGIN, source)  # building writes into the source folder: keep the checkout clean
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, PLUGIN],
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, source],
         check=True,
     )
     return site
