@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -12,13 +15,44 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from bench import data, results
 from bench.config import Experiment
 from bench.matrix import Cell, expand
+from bench.metrics import classification_metrics
+from bench.plots import confusion_matrix_png
 from bench.tracking import Tracker, tracking_uri
 from bench.trainer import CellTrainer
 from bench.tuning import TuningFailedError, tune
 
 
-def run_cell(trainer: CellTrainer, tracker: Tracker, progress: Any, task: Any) -> dict[str, Any]:
-    """Tune one cell, retrain its best hyperparameters at every final seed, and return its record."""
+def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Retrain the best hyperparameters at ``seed``, test, and log metrics and the confusion matrix."""
+    cell = trainer.cell
+    with tracker.child_run(f"{cell.run_name}/seed{seed}", "final", hp, {**cell.tags, "seed": str(seed)}):
+        run = trainer.run(
+            hp,
+            seed,
+            test=True,
+            on_epoch=lambda s: tracker.log_metrics({"train_loss": s.train_loss, "val_acc": s.val_acc}, step=s.epoch),
+        )
+        classes = trainer.dataset.classes
+        metrics = classification_metrics(run.test_pred, run.test_true, classes)
+        tracker.log_metrics({"test_acc": metrics["test_acc"], "test_macro_f1": metrics["test_macro_f1"]})
+        with tempfile.TemporaryDirectory() as tmp:
+            title = f"{cell.run_name} seed {seed}: test acc {100 * metrics['test_acc']:.1f} %"
+            tracker.log_artifact(
+                confusion_matrix_png(metrics["confusion_matrix"], classes, title, Path(tmp) / "confusion_matrix.png")
+            )
+            (Path(tmp) / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
+            tracker.log_artifact(Path(tmp) / "test_metrics.json")
+    return {"seed": seed, "val_acc": run.val_acc, "train_counts": trainer.split(seed).train_counts, **metrics}
+
+
+def run_cell(
+    trainer: CellTrainer, tracker: Tracker, progress: Any, task: Any, scratch: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Tune one cell, retrain its best hyperparameters at every final seed, and return its record.
+
+    ``scratch`` is the finished scratch cell at the same backbone, dataset and budget, if any: the parent run
+    then also carries the gain over it (paired by seed).
+    """
     cell, exp = trainer.cell, trainer.exp
     start = time.perf_counter()
 
@@ -38,28 +72,19 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, progress: Any, task: Any) -
         for seed in range(exp.seeds):
             record = results.load_seed(exp.name, cell, seed)
             if record is None:
-                with tracker.child_run(f"{cell.run_name}/seed{seed}", "final", hp, {**cell.tags, "seed": str(seed)}):
-                    say(f"final seed {seed + 1}/{exp.seeds}")
-                    run = trainer.run(
-                        hp,
-                        seed,
-                        test=True,
-                        on_epoch=lambda s: tracker.log_metrics(
-                            {"train_loss": s.train_loss, "val_acc": s.val_acc}, step=s.epoch
-                        ),
-                    )
-                    tracker.log_metrics({"test_acc": run.test_acc})
-                    record = {
-                        "seed": seed,
-                        "test_acc": run.test_acc,
-                        "val_acc": run.val_acc,
-                        "train_counts": trainer.split(seed).train_counts,
-                    }
+                say(f"final seed {seed + 1}/{exp.seeds}")
+                record = final_seed(trainer, tracker, hp, seed)
                 results.save_seed(exp.name, cell, seed, record)
             finals.append(record)
         accs = [r["test_acc"] for r in finals]
         mean, std = statistics.fmean(accs), (statistics.stdev(accs) if len(accs) > 1 else 0.0)
-        tracker.log_metrics({"test_acc_mean": mean, "test_acc_std": std})
+        f1 = statistics.fmean(r["test_macro_f1"] for r in finals)
+        summary = {"test_acc_mean": mean, "test_acc_std": std, "test_macro_f1_mean": f1}
+        if scratch is not None:
+            summary["gain_over_scratch"] = statistics.fmean(
+                r["test_acc"] - s["test_acc"] for r, s in zip(finals, scratch["seeds"], strict=True)
+            )
+        tracker.log_metrics(summary)
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     return {
         **cell.tags,
@@ -68,6 +93,7 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, progress: Any, task: Any) -
         "seeds": finals,
         "test_acc_mean": mean,
         "test_acc_std": std,
+        "test_macro_f1_mean": f1,
         "trials_complete": states.count("COMPLETE"),
         "trials_pruned": states.count("PRUNED"),
         "seconds": round(time.perf_counter() - start, 1),
@@ -83,7 +109,7 @@ def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
     loaded = {name: data.DATASETS.get(name).load() for name in dict.fromkeys(c.dataset for c in cells)}
     cells = expand(exp)  # datasets downloaded just now change their cells' keys
     tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
-    records, failures = [], []
+    records, failures, finished = [], [], {}
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -99,8 +125,9 @@ def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
             if record is not None:
                 console.print(f"[dim]finished earlier: {cell.run_name}[/dim]")
             else:
+                scratch = finished.get((cell.dataset, cell.backbone.label, str(cell.budget), "scratch"))
                 try:
-                    record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset]), tracker, progress, current)
+                    record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset]), tracker, progress, current, scratch)
                 except TuningFailedError as err:
                     failures.append(cell)
                     console.print(f"[red]failed[/red] {err}")
@@ -109,6 +136,7 @@ def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
                 results.save_cell(exp.name, cell, record)
                 console.print(_done_line(cell, record))
             records.append(record)
+            finished[(cell.dataset, cell.backbone.label, str(cell.budget), cell.strategy)] = record
             progress.advance(overall)
         progress.remove_task(current)
     if failures:

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from bench import paths
@@ -72,5 +73,5 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.mlflow.log_metrics(metrics, step=step)
 
-    def log_artifact(self, path: str) -> None:
-        self.mlflow.log_artifact(path)
+    def log_artifact(self, path: str | Path) -> None:
+        self.mlflow.log_artifact(str(path))

@@ -38,7 +38,9 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     ]
     for tag in ("modality", "backbone", "dataset", "budget", "strategy", "cell_key"):
         assert parents[f"tags.{tag}"].notna().all(), tag
-    assert parents["metrics.test_acc_mean"].notna().all()
+    assert parents["metrics.test_acc_mean"].notna().all() and parents["metrics.test_macro_f1_mean"].notna().all()
+    transfer = parents[parents["tags.strategy"] != "scratch"]
+    assert transfer["metrics.gain_over_scratch"].notna().all()
     for _, parent in parents.iterrows():
         children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
         assert sorted(children["tags.stage"]) == ["final", "final", "trial", "trial"]
@@ -47,6 +49,8 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         trials = children[children["tags.stage"] == "trial"]
         assert (trials["tags.strategy"] == parent["tags.strategy"]).all()
     client = mlflow.MlflowClient()
+    final_id = runs[runs["tags.stage"] == "final"].run_id.iloc[0]
+    assert {a.path for a in client.list_artifacts(final_id)} == {"confusion_matrix.png", "test_metrics.json"}
     trial_id = runs[runs["tags.stage"] == "trial"].run_id.iloc[0]
     assert [m.step for m in client.get_metric_history(trial_id, "val_acc")] == [1, 2]
     assert len(client.get_metric_history(trial_id, "train_loss")) == 2
