@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an experiment file's matrix, skipping finished cells")
     r.add_argument("file")
     r.add_argument("--dry-run", action="store_true", help="print the expanded matrix without training")
+    rep = sub.add_parser("report", help="write results/<experiment>/report.md, plots and summary.csv again")
+    rep.add_argument(
+        "experiment",
+        nargs="?",
+        default="experiments/default.yaml",
+        help="an experiment file, or the name of one in experiments/ (default: %(default)s)",
+    )
     lst = sub.add_parser("list", help="list registered backbones, datasets or strategies")
     lst.add_argument("what", choices=["backbones", "datasets", "strategies"])
     return p
@@ -90,6 +97,30 @@ def _list(what: str, console: Console) -> None:
         console.print(table)
 
 
+def _experiment_file(name: str) -> str:
+    """A path as given, or ``experiments/<name>.yaml`` for a bare experiment name."""
+    return name if name.endswith((".yaml", ".yml")) or os.sep in name else f"experiments/{name}.yaml"
+
+
+def _report(exp, console: Console) -> int:
+    """Write the report of ``exp``'s finished cells, log it to MLflow and print the summary table."""
+    from bench import results
+    from bench.matrix import expand
+    from bench.report import print_summary, write_report
+    from bench.tracking import Tracker, tracking_uri
+
+    records = [r for r in (results.load_cell(exp.name, c) for c in expand(exp)) if r is not None]
+    if not records:
+        console.print(f"no finished cells for '{exp.name}' yet: `bench run` first")
+        return 1
+    report, summary = write_report(exp.name, records, wall_seconds=sum(r["seconds"] for r in records))
+    files = sorted(report.parent.glob("*.png")) + [report, report.parent / "summary.csv"]
+    Tracker(tracking_uri(exp.tracking_uri), exp.name).log_report(exp.name, files)
+    print_summary(summary, console, f"{exp.name}: test accuracy over {exp.seeds} seeds")
+    console.print(f"report: {report}   summary: {report.parent / 'summary.csv'}   runs: `make ui` (MLflow)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.data_root:
@@ -108,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             _list(args.what, console)
             return 0
+        if args.command == "report":
+            return _report(config.load(_experiment_file(args.experiment)), console)
         exp = config.load(args.file)
         if args.command == "validate":
             console.print(f"{args.file}: valid experiment '{exp.name}'")
@@ -115,16 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             _dry_run(exp, console)
             return 0
-        from bench.report import print_summary, write_summary
         from bench.runner import run_experiment
 
-        records = run_experiment(exp, console)
-        if not records:
+        if not run_experiment(exp, console):
             return 1
-        df, path = write_summary(exp.name, records)
-        print_summary(df, console, f"{exp.name}: test accuracy over {exp.seeds} seeds")
-        console.print(f"summary: {path}   runs: `make ui` (MLflow)")
-        return 0
+        return _report(exp, console)
     except (config.ConfigError, DatasetMissingError, FileNotFoundError) as e:
         err.print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=True)
         return 2

@@ -1,7 +1,10 @@
-"""Tables from finished results: each cell's accuracy over seeds beside training from scratch."""
+"""The report of finished results: summary.csv, report.md with statistics tables, and PNG plots."""
 
 from __future__ import annotations
 
+import datetime
+import math
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +12,19 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from bench import paths
+from bench import paths, plots, stats
 
-COLUMNS = [
+# Published figures for sanity checks (from the data mirror's README): dataset -> (method, accuracy)
+REFERENCES = {
+    "cifar10": ("ResNet-18, full 50k training images, original PNGs", 0.93),
+    "fashion_mnist": ("ResNet-18 (upstream README)", 0.949),
+    "reuters_r8": ("TextGCN (Yao et al. 2019); fine-tuned BERT about 97.8 %", 0.9707),
+    "20newsgroups": ("TextGCN (Yao et al. 2019)", 0.8634),
+    "sms_spam": ("linear SVM (Almeida et al. 2011)", 0.9764),
+    "fsdd": ("spectrogram CNNs (informal sources), 97-99 %", 0.97),
+}
+
+SUMMARY_COLUMNS = [
     "modality",
     "dataset",
     "backbone",
@@ -21,8 +34,15 @@ COLUMNS = [
     "seeds",
     "test_acc_mean",
     "test_acc_std",
+    "test_acc_ci_low",
+    "test_acc_ci_high",
+    "test_macro_f1_mean",
     "scratch_acc_mean",
     "gain_over_scratch",
+    "gain_ci_low",
+    "gain_ci_high",
+    "p_value",
+    "negative_transfer",
     "trials_complete",
     "trials_pruned",
     "best_hp",
@@ -30,27 +50,204 @@ COLUMNS = [
 ]
 
 
+def _hp_text(hp: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items()))
+
+
 def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """A row per cell, with the scratch result at the same backbone, dataset and budget and the gain over it."""
+    """A row per cell: accuracy over seeds with its CI, and the paired comparison with scratch."""
+    table = stats.cells(records)
     df = pd.DataFrame(records)
-    # real training examples (seed 0): fewer than budget x classes when a class is short
-    df["n_train"] = df["seeds"].map(lambda seeds: sum(seeds[0]["train_counts"].values()))
-    df["seeds"] = df["seeds"].map(len)
-    df["best_hp"] = df["best_hp"].map(
-        lambda hp: " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items()))
+    df["budget"] = df["budget"].astype(str)
+    df["n_train"] = [sum(r["seeds"][0]["train_counts"].values()) for r in records]
+    df["best_hp"] = df["best_hp"].map(_hp_text)
+    df = df.drop(columns=["seeds"]).merge(table, on=["modality", "dataset", "backbone", "budget", "strategy"])
+    df = df.rename(
+        columns={"acc_mean": "test_acc_mean_", "acc_ci_low": "test_acc_ci_low", "acc_ci_high": "test_acc_ci_high"}
     )
-    group = ["dataset", "backbone", "budget"]
+    df["test_acc_mean"], df["test_acc_std"] = df.pop("test_acc_mean_"), df.pop("acc_std")
+    group = list(stats.GROUP)
     scratch = df[df.strategy == "scratch"].set_index(group)["test_acc_mean"].rename("scratch_acc_mean")
     df = df.join(scratch, on=group)
-    df["gain_over_scratch"] = df["test_acc_mean"] - df["scratch_acc_mean"]
-    return df[COLUMNS]
+    gains = stats.gains_over_scratch(records)
+    if len(gains):
+        gains = gains.rename(columns={"gain": "gain_over_scratch"})
+        df = df.merge(gains.drop(columns="significant"), on=[*group, "strategy"], how="left")
+    for col in SUMMARY_COLUMNS:
+        if col not in df:
+            df[col] = math.nan
+    df.loc[df.strategy == "scratch", "gain_over_scratch"] = 0.0
+    return df[SUMMARY_COLUMNS]
 
 
-def write_summary(experiment: str, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, Path]:
-    df = summarize(records)
-    path = paths.experiment_dir(experiment) / "summary.csv"
-    df.to_csv(path, index=False, float_format="%.4f")
-    return df, path
+def _pct(x: float) -> str:
+    return "" if pd.isna(x) else f"{100 * x:.1f}"
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
+    rows = ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *rows])
+
+
+def _equivalence(table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (dataset, backbone), df in table.groupby(["dataset", "backbone"], sort=False):
+        scratch = df[df.strategy == "scratch"].sort_values("per_class")
+        if len(scratch) < 2:
+            continue
+        for r in df[df.strategy != "scratch"].itertuples():
+            sign, n = stats.data_equivalence(scratch.per_class.tolist(), scratch.acc_mean.tolist(), r.acc_mean)
+            text = {"=": f"{n:.0f}", "<=": f"<= {n:.0f}", ">": f"more than measured (> {n:.0f})"}[sign]
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "backbone": backbone,
+                    "strategy": r.strategy,
+                    "examples/class": f"{r.per_class:.0f}",
+                    "test acc %": _pct(r.acc_mean),
+                    "scratch needs (examples/class)": text,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _references(table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for dataset, df in table.groupby("dataset", sort=False):
+        if dataset not in REFERENCES:
+            continue
+        best = df.loc[df.acc_mean.idxmax()]
+        method, acc = REFERENCES[dataset]
+        rows.append(
+            {
+                "dataset": dataset,
+                "best here": f"{best.strategy} / {best.backbone}",
+                "examples/class": f"{best.per_class:.0f}",
+                "test acc %": _pct(best.acc_mean),
+                "published %": _pct(acc),
+                "published method": method,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_report(
+    experiment: str, records: list[dict[str, Any]], wall_seconds: float | None = None
+) -> tuple[Path, pd.DataFrame]:
+    """Write summary.csv, report.md and the plots into results/<experiment>/; return the report and summary."""
+    out = paths.experiment_dir(experiment)
+    summary = summarize(records)
+    summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
+    table = stats.cells(records)
+    gains = stats.gains_over_scratch(records)
+    ranks = stats.ranks(table)
+    figures = {
+        "accuracy_vs_budget.png": plots.accuracy_curves(table, out / "accuracy_vs_budget.png"),
+        "ranks.png": plots.rank_bars(ranks, out / "ranks.png"),
+    }
+    if len(gains):
+        figures["gain_heatmap.png"] = plots.gain_heatmap(gains, out / "gain_heatmap.png")
+
+    cell_rows = summary.assign(
+        **{
+            "test acc % (mean ± std)": [
+                f"{_pct(m)} ± {_pct(s)}" for m, s in zip(summary.test_acc_mean, summary.test_acc_std, strict=True)
+            ],
+            "95 % CI": [
+                f"[{_pct(lo)}, {_pct(hi)}]"
+                for lo, hi in zip(summary.test_acc_ci_low, summary.test_acc_ci_high, strict=True)
+            ],
+            "macro-F1 %": summary.test_macro_f1_mean.map(_pct),
+            "gain (pts) [95 % CI]": [
+                "baseline"
+                if s == "scratch"
+                else ("" if pd.isna(g) else f"{100 * g:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+                for s, g, lo, hi in zip(
+                    summary.strategy, summary.gain_over_scratch, summary.gain_ci_low, summary.gain_ci_high, strict=True
+                )
+            ],
+            "p": summary.p_value.map(lambda p: "" if pd.isna(p) else f"{p:.3f}"),
+            "negative transfer": summary.negative_transfer.map(lambda x: "yes" if x is True else ""),
+        }
+    )[
+        [
+            "dataset",
+            "backbone",
+            "budget",
+            "n_train",
+            "strategy",
+            "seeds",
+            "test acc % (mean ± std)",
+            "95 % CI",
+            "macro-F1 %",
+            "gain (pts) [95 % CI]",
+            "p",
+            "negative transfer",
+        ]
+    ]
+    negative = gains[gains.negative_transfer] if len(gains) else gains
+    wins = stats.win_rates(table).map(lambda x: "" if pd.isna(x) else f"{100 * x:.0f} %")
+    equivalence = _equivalence(table)
+    seeds = int(table.seeds.max())
+    lines = [
+        f"# {experiment}: transfer against training from scratch",
+        "",
+        f"{len(records)} cells, {seeds} paired seeds each (every strategy at a dataset, budget and seed trains on "
+        f"the same examples). Written {datetime.date.today().isoformat()} on {platform.machine()} "
+        f"({platform.system()}, Python {platform.python_version()})"
+        + (f"; training, tuning and testing took {wall_seconds / 60:.1f} min." if wall_seconds else "."),
+        "",
+        "## Gain over scratch",
+        "",
+        "![gain heatmap](gain_heatmap.png)" if "gain_heatmap.png" in figures else "_No scratch cells to compare._",
+        "",
+        "## Test accuracy per cell",
+        "",
+        "Mean ± standard deviation over seeds, the 95 % t-interval of the mean, macro-F1, and the paired gain over "
+        "scratch at the same backbone, dataset and budget with its 95 % CI and the paired t-test's p-value "
+        "(empty when the differences are identical or there is one seed).",
+        "",
+        _md_table(cell_rows),
+        "",
+        "## Negative transfer",
+        "",
+        _md_table(
+            negative[["dataset", "backbone", "budget", "strategy", "gain", "p_value"]].assign(
+                gain=lambda d: (100 * d.gain).round(1), p_value=lambda d: d.p_value.round(3)
+            )
+        )
+        if len(negative)
+        else "None: every strategy's mean is at or above scratch's.",
+        "",
+        "## Data efficiency",
+        "",
+        "![accuracy against budget](accuracy_vs_budget.png)",
+        "",
+        "How many training examples per class scratch needs to match each strategy (scratch's curve interpolated "
+        "in log examples per class):",
+        "",
+        _md_table(equivalence) if len(equivalence) else "_Needs scratch at two or more budgets._",
+        "",
+        "## Strategy ranks and win rates",
+        "",
+        "![strategy ranks](ranks.png)",
+        "",
+        _md_table(ranks.assign(mean_rank=ranks.mean_rank.round(2))),
+        "",
+        "Win rate of the row strategy against the column strategy over the groups where both ran (ties count half):",
+        "",
+        _md_table(wins.reset_index(names="strategy")),
+        "",
+        "## Against published figures",
+        "",
+        _md_table(_references(table)) if len(_references(table)) else "_No dataset with a published reference._",
+        "",
+    ]
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    return report, summary
 
 
 def print_summary(df: pd.DataFrame, console: Console, title: str) -> None:
@@ -60,14 +257,13 @@ def print_summary(df: pd.DataFrame, console: Console, title: str) -> None:
     for row in df.itertuples():
         gain = "" if pd.isna(row.gain_over_scratch) else f"{100 * row.gain_over_scratch:+.1f}"
         gain = "baseline" if row.strategy == "scratch" else gain
-        scratch = "" if pd.isna(row.scratch_acc_mean) else f"{100 * row.scratch_acc_mean:.1f}"
         table.add_row(
             row.dataset,
             row.backbone,
             str(row.budget),
             row.strategy,
-            f"{100 * row.test_acc_mean:.1f} ± {100 * row.test_acc_std:.1f}",
-            scratch,
+            f"{_pct(row.test_acc_mean)} ± {_pct(row.test_acc_std)}",
+            _pct(row.scratch_acc_mean),
             gain,
         )
     console.print(table)

@@ -64,6 +64,20 @@ class Tracker:
             self.mlflow.log_params(params)
             yield
 
+    def log_report(self, experiment: str, files: list[Path]) -> None:
+        """The report's files on the experiment's summary run (``stage=summary``), created once and reused."""
+        runs = self.mlflow.search_runs(
+            [self.experiment_id], filter_string="tags.stage = 'summary'", output_format="list"
+        )
+        kwargs = (
+            {"run_id": runs[0].info.run_id}
+            if runs
+            else {"run_name": f"{experiment}/summary", "tags": {"stage": "summary"}}
+        )
+        with self.mlflow.start_run(**kwargs):
+            for f in files:
+                self.mlflow.log_artifact(str(f))
+
     @contextmanager
     def child_run(self, name: str, stage: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[None]:
         with self.mlflow.start_run(run_name=name, nested=True, tags={**tags, "stage": stage}):

@@ -29,7 +29,20 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     assert (summary.scratch_acc_mean == scratch).all()
     assert (summary.gain_over_scratch - (summary.test_acc_mean - scratch)).abs().max() < 1e-9
 
+    out = results_root / "tiny"
+    report = (out / "report.md").read_text()
+    for section in ("## Gain over scratch", "## Test accuracy per cell", "## Data efficiency",
+                    "## Strategy ranks and win rates", "## Against published figures"):
+        assert section in report
+    for png in ("gain_heatmap.png", "accuracy_vs_budget.png", "ranks.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG" and png in report
+    assert "cifar10 | mobilenetv2_100 | 4 | 40 | finetune | 2 |" in report
+
     runs = _runs(results_root)
+    summary_run = runs[runs["tags.stage"] == "summary"]
+    assert len(summary_run) == 1
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(summary_run.run_id.iloc[0])}
+    assert {"report.md", "summary.csv", "gain_heatmap.png", "accuracy_vs_budget.png", "ranks.png"} <= logged
     parents = runs[runs["tags.stage"] == "cell"]
     assert sorted(parents["tags.mlflow.runName"]) == [
         "cifar10/mobilenetv2_100/feature_extraction/k4",
