@@ -8,6 +8,7 @@ temporary name and renamed, so concurrent processes never read a partial file.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,14 +35,27 @@ def feature_key(backbone: Backbone, manifest: str, part: str, indices: np.ndarra
     return h.hexdigest()[:24]
 
 
+Progress = Callable[[int, int], None]
+
+
 @torch.no_grad()
 def extract(
-    backbone: Backbone, items: Any, labels: np.ndarray, indices: np.ndarray, batch_size: int, device: torch.device
+    backbone: Backbone,
+    items: Any,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    progress: Progress = lambda done, total: None,
 ) -> torch.Tensor:
-    """Features of ``items[indices]`` in index order, computed in eval mode."""
+    """Features of ``items[indices]`` in index order, computed in eval mode; ``progress(done, total)`` per batch."""
     backbone.eval()
     batches = Batches(items, labels, indices, batch_size, backbone.preprocess, device)
-    return torch.cat([backbone(x).float().cpu() for x, _ in batches()])
+    feats = []
+    for x, _ in batches():
+        feats.append(backbone(x).float().cpu())
+        progress(sum(len(f) for f in feats), len(indices))
+    return torch.cat(feats)
 
 
 def cached_features(
@@ -53,12 +67,13 @@ def cached_features(
     part: str,
     batch_size: int,
     device: torch.device,
+    progress: Progress = lambda done, total: None,
 ) -> torch.Tensor:
     """Features of ``items[indices]``, from the cache when present, computed and stored otherwise."""
     path = paths.cache_dir("features") / f"{feature_key(backbone, manifest, part, indices)}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
-    feats = extract(backbone, items, labels, indices, batch_size, device)
+    feats = extract(backbone, items, labels, indices, batch_size, device, progress)
     tmp = path.with_suffix(f".{id(feats)}.tmp")
     torch.save(feats, tmp)
     tmp.replace(path)

@@ -45,9 +45,7 @@ def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed:
     return {"seed": seed, "val_acc": run.val_acc, "train_counts": trainer.split(seed).train_counts, **metrics}
 
 
-def run_cell(
-    trainer: CellTrainer, tracker: Tracker, progress: Any, task: Any, scratch: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def run_cell(trainer: CellTrainer, tracker: Tracker, scratch: dict[str, Any] | None = None) -> dict[str, Any]:
     """Tune one cell, retrain its best hyperparameters at every final seed, and return its record.
 
     ``scratch`` is the finished scratch cell at the same backbone, dataset and budget, if any: the parent run
@@ -55,9 +53,6 @@ def run_cell(
     """
     cell, exp = trainer.cell, trainer.exp
     start = time.perf_counter()
-
-    def say(msg: str) -> None:
-        progress.update(task, description=f"{cell.run_name}  {msg}")
 
     settings = {
         "epochs": exp.training.epochs,
@@ -67,12 +62,12 @@ def run_cell(
         "val_per_class": exp.splits.val_per_class,
     }
     with tracker.cell_run(cell, settings):
-        hp, study = tune(trainer, tracker, say)
+        hp, study = tune(trainer, tracker, trainer.say)
         finals = []
         for seed in range(exp.seeds):
             record = results.load_seed(exp.name, cell, seed)
             if record is None:
-                say(f"final seed {seed + 1}/{exp.seeds}")
+                trainer.say(f"final seed {seed + 1}/{exp.seeds}")
                 record = final_seed(trainer, tracker, hp, seed)
                 results.save_seed(exp.name, cell, seed, record)
             finals.append(record)
@@ -126,8 +121,9 @@ def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
                 console.print(f"[dim]finished earlier: {cell.run_name}[/dim]")
             else:
                 scratch = finished.get((cell.dataset, cell.backbone.label, str(cell.budget), "scratch"))
+                say = _status_line(progress, current, cell)
                 try:
-                    record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset]), tracker, progress, current, scratch)
+                    record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset], say), tracker, scratch)
                 except TuningFailedError as err:
                     failures.append(cell)
                     console.print(f"[red]failed[/red] {err}")
@@ -142,6 +138,11 @@ def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
     if failures:
         console.print(f"[red]{len(failures)} cell(s) failed[/red]; finished cells are kept, a rerun retries the rest")
     return records
+
+
+def _status_line(progress: Progress, task: Any, cell: Cell) -> Any:
+    """A callback showing where ``cell`` is (trial, epoch, features) on the progress display."""
+    return lambda msg: progress.update(task, description=f"{cell.run_name}  {msg}")
 
 
 def _done_line(cell: Cell, record: dict[str, Any]) -> str:

@@ -37,10 +37,13 @@ class RunResult:
 class CellTrainer:
     """Trains one cell's model for given hyperparameters and seed; used by tuning and by the final seeds."""
 
-    def __init__(self, cell: Cell, exp: Experiment, dataset: LoadedDataset) -> None:
+    def __init__(
+        self, cell: Cell, exp: Experiment, dataset: LoadedDataset, say: Callable[[str], None] = lambda msg: None
+    ) -> None:
         self.cell = cell
         self.exp = exp
         self.dataset = dataset
+        self.say = say  # progress messages for long steps (feature extraction)
         self.strategy = get_strategy(cell.strategy)
         self.spec = backbones.resolve(cell.backbone.name)
         self.device = pick_device(exp.training.device)
@@ -80,7 +83,17 @@ class CellTrainer:
         bs, batches = self.exp.training.batch_size, {}
         for p, (x, y, i) in self._parts(split).items():
             pool = "test" if p == "test" else "train"
-            feats = cached_features(model.backbone, x, y, i, self.dataset.manifest, pool, bs, self.device)
+            feats = cached_features(
+                model.backbone,
+                x,
+                y,
+                i,
+                self.dataset.manifest,
+                pool,
+                bs,
+                self.device,
+                lambda done, total, p=p: self.say(f"features of {p} examples {done}/{total}"),
+            )
             # features are stored in index order: address them by position
             batches[p] = Batches(feats.to(self.device), y[i], np.arange(len(i)), bs, lambda f: f, self.device)
         return batches
