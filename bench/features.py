@@ -1,13 +1,17 @@
 """On-disk cache of a frozen backbone's features, shared across trials, seeds, strategies and processes.
 
-The key covers everything that decides the features: the backbone's weights (a digest of its tensors),
-its preprocessing, the dataset's manifest, the split part and the exact indices. Files are written to a
-temporary name and renamed, so concurrent processes never read a partial file.
+One file per (backbone weights, preprocessing, dataset files, pool), where the pool is the dataset's
+training pool or its test split. It holds the features of every example computed so far: a request
+computes only the examples not yet in it, so seeds with different splits and growing budgets reuse
+each other's work. The key covers everything that decides a feature: a digest of the backbone's
+tensors, its ``preprocess_id``, the dataset's manifest and the pool. Files are written to a temporary
+name and renamed, so a concurrent process never reads a partial file (at worst it recomputes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +22,8 @@ from bench import paths
 from bench.backbones.base import Backbone
 from bench.train import Batches
 
+Progress = Callable[[int, int], None]
+
 
 def weights_digest(module: torch.nn.Module) -> str:
     h = hashlib.sha256()
@@ -27,15 +33,11 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def feature_key(backbone: Backbone, manifest: str, part: str, indices: np.ndarray) -> str:
+def feature_key(backbone: Backbone, manifest: str, pool: str) -> str:
     h = hashlib.sha256()
-    for piece in (weights_digest(backbone), backbone.preprocess_id, manifest, part):
+    for piece in (weights_digest(backbone), backbone.preprocess_id, manifest, pool):
         h.update(piece.encode())
-    h.update(np.ascontiguousarray(indices, dtype=np.int64).tobytes())
     return h.hexdigest()[:24]
-
-
-Progress = Callable[[int, int], None]
 
 
 @torch.no_grad()
@@ -51,7 +53,7 @@ def extract(
     """Features of ``items[indices]`` in index order, computed in eval mode; ``progress(done, total)`` per batch."""
     backbone.eval()
     batches = Batches(items, labels, indices, batch_size, backbone.preprocess, device)
-    feats = []
+    feats: list[torch.Tensor] = []
     for x, _ in batches():
         feats.append(backbone(x).float().cpu())
         progress(sum(len(f) for f in feats), len(indices))
@@ -64,17 +66,25 @@ def cached_features(
     labels: np.ndarray,
     indices: np.ndarray,
     manifest: str,
-    part: str,
+    pool: str,
     batch_size: int,
     device: torch.device,
     progress: Progress = lambda done, total: None,
 ) -> torch.Tensor:
-    """Features of ``items[indices]``, from the cache when present, computed and stored otherwise."""
-    path = paths.cache_dir("features") / f"{feature_key(backbone, manifest, part, indices)}.pt"
+    """Features of ``items[indices]`` (in the order of ``indices``); only examples never seen are computed."""
+    path = paths.cache_dir("features") / f"{feature_key(backbone, manifest, pool)}.pt"
+    have, feats = np.zeros(0, dtype=np.int64), None
     if path.is_file():
-        return torch.load(path, weights_only=True)
-    feats = extract(backbone, items, labels, indices, batch_size, device, progress)
-    tmp = path.with_suffix(f".{id(feats)}.tmp")
-    torch.save(feats, tmp)
-    tmp.replace(path)
-    return feats
+        stored = torch.load(path, weights_only=True)
+        have, feats = stored["indices"].numpy(), stored["features"]
+    missing = np.setdiff1d(indices, have)
+    if len(missing):
+        new = extract(backbone, items, labels, missing, batch_size, device, progress)
+        have = np.concatenate([have, missing])
+        feats = new if feats is None else torch.cat([feats, new])
+        order = np.argsort(have, kind="stable")
+        have, feats = have[order], feats[torch.from_numpy(order)]
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"indices": torch.from_numpy(have), "features": feats}, tmp)
+        tmp.replace(path)
+    return feats[torch.from_numpy(np.searchsorted(have, indices))]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,19 @@ class Backbone(nn.Module):
 
     #: names (suffixes) of the linear or convolution layers low-rank adapters may wrap; ``None``: not supported
     lora_targets: list[str] | None = None
+
+
+def numbered_blocks(names: Iterable[str], pattern: str = r"\.(?:layers?|blocks)\.(\d+)\.") -> list[list[str]]:
+    """Blocks of a stack of numbered layers (``encoder.layer.3.``, ``layers.0.``): what comes before the first
+    numbered layer, each layer in order, then what comes after."""
+    before, layers, after = [], {}, []
+    for name in names:
+        match = re.search(pattern, f".{name}")
+        if match:
+            layers.setdefault(int(match.group(1)), []).append(name)
+        else:
+            (after if layers else before).append(name)
+    return [g for g in [before, *(layers[i] for i in sorted(layers)), after] if g]
 
 
 class Classifier(nn.Module):

@@ -30,8 +30,9 @@ class TimmBackbone(Backbone):
         self.feature_dim = model.num_features
         cfg = timm.data.resolve_data_config({}, model=model)
         self.input_size = input_size or cfg["input_size"][-1]
-        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        # plain tensors, not buffers: preprocessing runs on the CPU whatever device the model moves to
+        self.mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
+        self.std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
 
     def preprocess(self, items: Sequence[Any]) -> torch.Tensor:
         """uint8 images (N,H,W,3) or grey (N,H,W) -> normalised float (N,3,S,S) at the input size."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench.backbones.base import Backbone, BackboneSpec, register_backbone
+from bench.backbones.base import Backbone, BackboneSpec, numbered_blocks, register_backbone
 from bench.backbones.weights import package_available, package_file
 
 DEFAULT_MAX_LENGTH = 128
@@ -45,17 +45,7 @@ class HFTextBackbone(Backbone):
 
     def blocks(self) -> list[list[str]]:
         """Embeddings, then each transformer layer, then anything after (a pooler)."""
-        layers = len(self.model.encoder.layer)
-        groups: list[list[str]] = [[] for _ in range(layers + 2)]
-        for name, _ in self.named_parameters():
-            parts = name.split(".")
-            if "embeddings" in parts:
-                groups[0].append(name)
-            elif "layer" in parts:
-                groups[1 + int(parts[parts.index("layer") + 1])].append(name)
-            else:
-                groups[-1].append(name)
-        return [g for g in groups if g]
+        return numbered_blocks(name for name, _ in self.named_parameters())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.model(**batch).last_hidden_state

