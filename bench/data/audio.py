@@ -7,13 +7,12 @@ import re
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.base import DatasetSpec, LoadedDataset, manifest_of, register_dataset
+from bench.data.download import download
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 # SHA-256 of the SHA256SUMS file listing every recordings/*.wav of v1.0.10 (as `sha256sum`, sorted by path).
@@ -65,11 +64,7 @@ def download_fsdd(folder: Path, url: str | None = None, sums_sha256: str = FSDD_
     url = url or FSDD_URL
     with tempfile.TemporaryDirectory(prefix="fsdd-download-") as tmp:
         archive, staging = Path(tmp) / "fsdd.tar.gz", Path(tmp) / "stage"
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
-                shutil.copyfileobj(response, out)
-        except (urllib.error.URLError, TimeoutError) as err:
-            raise OSError(f"could not download {url}: {err}") from err
+        download(url, archive)
         (staging / "recordings").mkdir(parents=True)
         try:
             with tarfile.open(archive) as tar:

@@ -22,14 +22,11 @@ def checksum(path: Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def fetch(url: str, dest: Path, digest: str, algorithm: str = "sha256") -> Path:
-    """Download ``url`` to ``dest`` unless a file with the right checksum is there; verify before keeping it.
+def download(url: str, dest: Path) -> Path:
+    """Download ``url`` to ``dest`` through a temporary file; ``OSError`` when the download fails.
 
-    Raises ``OSError`` when the download fails and ``ValueError`` on a checksum mismatch; a partial or
-    corrupt download never replaces ``dest``.
+    For archives whose own checksum is not published: the caller checks the files it extracts.
     """
-    if dest.is_file() and checksum(dest, algorithm) == digest:
-        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, suffix=".part") as tmp:
         try:
@@ -38,9 +35,20 @@ def fetch(url: str, dest: Path, digest: str, algorithm: str = "sha256") -> Path:
         except (urllib.error.URLError, TimeoutError) as err:
             Path(tmp.name).unlink(missing_ok=True)
             raise OSError(f"could not download {url}: {err}") from err
-    got = checksum(Path(tmp.name), algorithm)
+    return Path(tmp.name).replace(dest)
+
+
+def fetch(url: str, dest: Path, digest: str, algorithm: str = "sha256") -> Path:
+    """Download ``url`` to ``dest`` unless a file with the right checksum is there; verify before keeping it.
+
+    Raises ``OSError`` when the download fails and ``ValueError`` on a checksum mismatch; a partial or
+    corrupt download never replaces ``dest``.
+    """
+    if dest.is_file() and checksum(dest, algorithm) == digest:
+        return dest
+    part = download(url, dest.with_name(dest.name + ".part"))
+    got = checksum(part, algorithm)
     if got != digest:
-        Path(tmp.name).unlink(missing_ok=True)
+        part.unlink()
         raise ValueError(f"checksum mismatch for {url}: expected {algorithm} {digest}, got {got}")
-    Path(tmp.name).replace(dest)
-    return dest
+    return part.replace(dest)

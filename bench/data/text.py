@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import urllib.request
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from bench.data.base import DatasetSpec, LoadedDataset, manifest_of, register_dataset
-from bench.data.download import fetch
+from bench.data.download import download, fetch
 
 HOLDOUT_SEED = 20150  # never change: it decides which examples are the test split
 HOLDOUT_FRACTION = 0.2
@@ -166,11 +166,8 @@ def download_from_zip(folder: Path, url: str, sums: dict[str, str]) -> None:
     The archive's own checksum is not published, so its contents are checked instead; nothing is written unless
     every file matches. Raises ``OSError`` when the download fails and ``ValueError`` on a missing or wrong file.
     """
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            blob = response.read()
-    except OSError as err:
-        raise OSError(f"could not download {url}: {err}") from err
+    with tempfile.TemporaryDirectory() as tmp:
+        blob = download(url, Path(tmp) / "archive.zip").read_bytes()
     try:
         files = _zip_files(blob)
     except zipfile.BadZipFile as err:
