@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -55,18 +55,11 @@ def _check_name(kind: str, name: str) -> str:
 OPTIONS_BY_MODALITY = {"image": "input_size", "text": "max_length", "audio": "clip_seconds"}
 
 
-class BackboneConfig(_Strict):
-    """A backbone by registered name (``bench list backbones``) or ``<hub>:<model>`` (``timm:``, ``hf:``, ...)."""
+class _Named(_Strict):
+    """A section naming a registered entry of ``kind``; a bare string is short for ``{name: ...}``."""
 
+    kind: ClassVar[str]
     name: str
-    weights: Path | None = Field(None, description="local weights file or folder used instead of the default source")
-    input_size: int | None = Field(
-        None, ge=16, le=1024, description="image backbones: side in pixels; default: the pretrained config"
-    )
-    max_length: int | None = Field(None, ge=8, le=8192, description="text backbones: tokens kept per example")
-    clip_seconds: float | None = Field(
-        None, gt=0, le=60, description="audio backbones: clips are padded or cropped to this length"
-    )
 
     @model_validator(mode="before")
     @classmethod
@@ -76,7 +69,21 @@ class BackboneConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        return _check_name("backbone", name)
+        return _check_name(cls.kind, name)
+
+
+class BackboneConfig(_Named):
+    """A backbone by registered name (``bench list backbones``) or ``<hub>:<model>`` (``timm:``, ``hf:``, ...)."""
+
+    kind = "backbone"
+    weights: Path | None = Field(None, description="local weights file or folder used instead of the default source")
+    input_size: int | None = Field(
+        None, ge=16, le=1024, description="image backbones: side in pixels; default: the pretrained config"
+    )
+    max_length: int | None = Field(None, ge=8, le=8192, description="text backbones: tokens kept per example")
+    clip_seconds: float | None = Field(
+        None, gt=0, le=60, description="audio backbones: clips are padded or cropped to this length"
+    )
 
     @model_validator(mode="after")
     def _options_fit_the_modality(self) -> BackboneConfig:
@@ -102,18 +109,8 @@ class BackboneConfig(_Strict):
         return self.name.split(":", 1)[-1]
 
 
-class DatasetConfig(_Strict):
-    name: str
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, data: Any) -> Any:
-        return {"name": data} if isinstance(data, str) else data
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        return _check_name("dataset", name)
+class DatasetConfig(_Named):
+    kind = "dataset"
 
 
 class TuningConfig(_Strict):
