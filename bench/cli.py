@@ -82,7 +82,10 @@ def _list(what: str, console: Console) -> None:
         for name, spec in backbones.BACKBONES:
             table.add_row(name, spec.modality, spec.source, str(spec.feature_dim), "yes" if spec.available() else "no")
         console.print(table)
-        console.print("Any timm model also works as 'timm:<name>' (timm's hub, or a local `weights:` file).")
+        console.print(
+            "Hub models work too: 'timm:<model>' (images), 'hf:<model id>' (text), 'hf-audio:<model id>' (audio), "
+            "from the hub when online or from a local `weights:` file or folder."
+        )
     elif what == "datasets":
         table = Table("name", "modality", "classes", "source", "offline")
         for name, spec in data.DATASETS:
