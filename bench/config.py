@@ -188,7 +188,7 @@ class Experiment(_Strict):
 def _format(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after[_known(), str]",))
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] not in ("value_error", "assertion_error") and "input" in e:
             got = e["input"]
