@@ -42,6 +42,8 @@ SUMMARY_COLUMNS = [
     "gain_ci_low",
     "gain_ci_high",
     "p_value",
+    "p_holm",
+    "p_bh",
     "negative_transfer",
     "trials_complete",
     "trials_pruned",
@@ -82,6 +84,20 @@ def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _pct(x: float) -> str:
     return "" if pd.isna(x) else f"{100 * x:.1f}"
+
+
+def _p(x: float) -> str:
+    return "" if pd.isna(x) else f"{x:.3f}"
+
+
+def _corrected(gains: pd.DataFrame) -> str:
+    """One sentence on the multiple-comparison correction, so a reader knows how many tests the p-values share."""
+    m = stats.n_comparisons(gains.p_value) if len(gains) else 0
+    return (
+        f"Holm's method corrects the p-values for the {m} paired comparisons with scratch across the matrix "
+        "(family-wise error rate; cells whose differences are identical or that have one seed are no comparison); "
+        "summary.csv also carries the Benjamini-Hochberg (false discovery rate) adjusted `p_bh`."
+    )
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -168,7 +184,8 @@ def write_report(
                     summary.strategy, summary.gain_over_scratch, summary.gain_ci_low, summary.gain_ci_high, strict=True
                 )
             ],
-            "p": summary.p_value.map(lambda p: "" if pd.isna(p) else f"{p:.3f}"),
+            "p": summary.p_value.map(_p),
+            "p (Holm)": summary.p_holm.map(_p),
             "negative transfer": summary.negative_transfer.map(lambda x: "yes" if x is True else ""),
         }
     )[
@@ -184,6 +201,7 @@ def write_report(
             "macro-F1 %",
             "gain (pts) [95 % CI]",
             "p",
+            "p (Holm)",
             "negative transfer",
         ]
     ]
@@ -203,23 +221,31 @@ def write_report(
         "",
         "![gain heatmap](gain_heatmap.png)" if "gain_heatmap.png" in figures else "_No scratch cells to compare._",
         "",
+        *([_corrected(gains), ""] if len(gains) else []),
         "## Test accuracy per cell",
         "",
-        "Mean ± standard deviation over seeds, the 95 % t-interval of the mean, macro-F1, and the paired gain over "
-        "scratch at the same backbone, dataset and budget with its 95 % CI and the paired t-test's p-value "
-        "(empty when the differences are identical or there is one seed).",
+        "Mean ± standard deviation over seeds; the 95 % CI of the accuracy is the 95 % t-interval on the logit "
+        "scale of per-seed accuracies, mapped back, so it stays within [0, 100 %] (the empirical logit from the "
+        "test-set size where it is recorded, so that accuracies of 0 or 100 % stay finite; the point itself when "
+        "every seed agrees). "
+        "Then macro-F1, and the paired gain over scratch at the same backbone, dataset and budget with its plain "
+        "95 % t-interval and the paired t-test's raw and Holm-adjusted p-values (empty when the differences are "
+        "identical or there is one seed).",
         "",
         _md_table(cell_rows),
         "",
         "## Negative transfer",
         "",
         _md_table(
-            negative[["dataset", "backbone", "budget", "strategy", "gain", "p_value"]].assign(
-                gain=lambda d: (100 * d.gain).round(1), p_value=lambda d: d.p_value.round(3)
+            negative[["dataset", "backbone", "budget", "strategy", "gain", "p_value", "p_holm"]].assign(
+                gain=lambda d: (100 * d.gain).round(1),
+                p_value=lambda d: d.p_value.round(3),
+                p_holm=lambda d: d.p_holm.round(3),
             )
         )
         if len(negative)
         else "None: every strategy's mean is at or above scratch's.",
+        *(["", _corrected(gains)] if len(negative) else []),
         "",
         "## Data efficiency",
         "",
