@@ -120,9 +120,27 @@ class TuningConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    epochs: int = Field(10, ge=1, le=1000, description="epochs per training run (trials and final seeds)")
+    """How long every training run lasts (trials and final seeds alike), in epochs or optimiser steps."""
+
+    epochs: int = Field(10, ge=1, le=1000, description="passes over the training examples per run")
+    steps: int | None = Field(
+        None, ge=1, le=1_000_000, description="optimiser steps per run, whatever the budget (instead of epochs)"
+    )
+    min_steps: int | None = Field(
+        None, ge=1, le=1_000_000, description="at least this many optimiser steps, so small budgets still train"
+    )
+    evaluations: int = Field(10, ge=1, le=1000, description="validations per run (at most one per epoch)")
     batch_size: int = Field(32, ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    threads: int | None = Field(
+        None, ge=1, le=1024, description="torch threads; default: the CPU cores this process may use"
+    )
+
+    @model_validator(mode="after")
+    def _one_length(self) -> TrainingConfig:
+        if self.steps is not None and ({"epochs", "min_steps"} & self.model_fields_set):
+            raise ValueError("give either 'steps' or 'epochs' (with an optional 'min_steps'), not both")
+        return self
 
 
 class SplitConfig(_Strict):

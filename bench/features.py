@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from bench.backbones.base import Backbone
 from bench.train import Batches
 
 Progress = Callable[[int, int], None]
+_MEMORY: dict[Path, tuple[np.ndarray, torch.Tensor]] = {}  # path -> the features it held when last read or written
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -33,9 +35,10 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def feature_key(backbone: Backbone, manifest: str, pool: str) -> str:
+def feature_key(backbone: Backbone, manifest: str, pool: str, digest: str | None = None) -> str:
+    """The cache key; ``digest`` is ``weights_digest(backbone)`` when the caller has it already."""
     h = hashlib.sha256()
-    for piece in (weights_digest(backbone), backbone.preprocess_id, manifest, pool):
+    for piece in (digest or weights_digest(backbone), backbone.preprocess_id, manifest, pool):
         h.update(piece.encode())
     return h.hexdigest()[:24]
 
@@ -70,11 +73,15 @@ def cached_features(
     batch_size: int,
     device: torch.device,
     progress: Progress = lambda done, total: None,
+    digest: str | None = None,
 ) -> torch.Tensor:
-    """Features of ``items[indices]`` (in the order of ``indices``); only examples never seen are computed."""
-    path = paths.cache_dir("features") / f"{feature_key(backbone, manifest, pool)}.pt"
-    have, feats = np.zeros(0, dtype=np.int64), None
-    if path.is_file():
+    """Features of ``items[indices]`` (in the order of ``indices``); only examples never seen are computed.
+
+    The last file read or written is kept in memory too, so repeated runs of a cell do not read it again.
+    """
+    path = paths.cache_dir("features") / f"{feature_key(backbone, manifest, pool, digest)}.pt"
+    have, feats = _MEMORY.get(path, (np.zeros(0, dtype=np.int64), None))
+    if np.setdiff1d(indices, have).size and path.is_file():
         stored = torch.load(path, weights_only=True)
         have, feats = stored["indices"].numpy(), stored["features"]
     missing = np.setdiff1d(indices, have)
@@ -87,4 +94,5 @@ def cached_features(
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         torch.save({"indices": torch.from_numpy(have), "features": feats}, tmp)
         tmp.replace(path)
+    _MEMORY[path] = (have, feats)
     return feats[torch.from_numpy(np.searchsorted(have, indices))]

@@ -50,7 +50,7 @@ def cell_key(exp: Experiment, backbone: BackboneConfig, dataset: str, budget: in
         "strategy": strategy,
         "seeds": exp.seeds,
         "tuning": exp.tuning.model_dump(mode="json"),
-        "training": exp.training.model_dump(mode="json", exclude={"device"}),
+        "training": exp.training.model_dump(mode="json", exclude={"device", "threads"}),
         "splits": exp.splits.model_dump(mode="json"),
         "version": __version__,
     }

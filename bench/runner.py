@@ -2,66 +2,75 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from bench import data, results
+from bench import data, environment, results
 from bench.config import Experiment
 from bench.matrix import Cell, expand
 from bench.metrics import classification_metrics
 from bench.plots import confusion_matrix_png
 from bench.tracking import Tracker, tracking_uri
-from bench.trainer import CellTrainer
+from bench.trainer import CellTrainer, RunResult, pick_device
 from bench.tuning import TuningFailedError, tune
 
 
 def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Retrain the best hyperparameters at ``seed``, test, and log metrics and the confusion matrix."""
+    """Retrain the best hyperparameters at ``seed``, test, and log the curve and test metrics in one batch."""
     cell = trainer.cell
     with tracker.child_run(f"{cell.run_name}/seed{seed}", "final", hp, {**cell.tags, "seed": str(seed)}):
-        run = trainer.run(
-            hp,
-            seed,
-            test=True,
-            on_epoch=lambda s: tracker.log_metrics({"train_loss": s.train_loss, "val_acc": s.val_acc}, step=s.epoch),
-        )
-        classes = trainer.dataset.classes
-        metrics = classification_metrics(run.test_pred, run.test_true, classes)
-        tracker.log_metrics({"test_acc": metrics["test_acc"], "test_macro_f1": metrics["test_macro_f1"]})
-        with tempfile.TemporaryDirectory() as tmp:
-            title = f"{cell.run_name} seed {seed}: test acc {100 * metrics['test_acc']:.1f} %"
-            tracker.log_artifact(
-                confusion_matrix_png(metrics["confusion_matrix"], classes, title, Path(tmp) / "confusion_matrix.png")
-            )
-            (Path(tmp) / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
-            tracker.log_artifact(Path(tmp) / "test_metrics.json")
-    return {"seed": seed, "val_acc": run.val_acc, "train_counts": trainer.split(seed).train_counts, **metrics}
+        run = trainer.run(hp, seed, test=True)
+        metrics = classification_metrics(run.test_pred, run.test_true, trainer.dataset.classes)
+        tracker.log_run(run.history, {**_scalars(metrics), **_probe_metrics(run)})
+        tracker.mlflow.log_dict(metrics, "test_metrics.json")
+    return {
+        "seed": seed,
+        "val_acc": run.val_acc,
+        "steps": run.steps,
+        "train_counts": trainer.split(seed).train_counts,
+        **metrics,
+    }
 
 
-def run_cell(trainer: CellTrainer, tracker: Tracker, scratch: dict[str, Any] | None = None) -> dict[str, Any]:
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {"test_acc": metrics["test_acc"], "test_macro_f1": metrics["test_macro_f1"]}
+
+
+def _probe_metrics(run: RunResult) -> dict[str, float]:
+    """How the linear probe converged, when the run had one."""
+    if run.probe is None:
+        return {"steps": run.steps}
+    return {"steps": run.steps, "probe_iterations": run.probe.iterations, "probe_converged": run.probe.converged}
+
+
+def run_cell(
+    trainer: CellTrainer,
+    tracker: Tracker,
+    scratch: dict[str, Any] | None = None,
+    environment: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Tune one cell, retrain its best hyperparameters at every final seed, and return its record.
 
     ``scratch`` is the finished scratch cell at the same backbone, dataset and budget, if any: the parent run
-    then also carries the gain over it (paired by seed).
+    then also carries the gain over it (paired by seed). ``environment`` (versions, CPU, threads) become tags.
     """
     cell, exp = trainer.cell, trainer.exp
     start = time.perf_counter()
 
     settings = {
-        "epochs": exp.training.epochs,
-        "batch_size": exp.training.batch_size,
+        **exp.training.model_dump(exclude={"device", "threads"}),
         "n_trials": exp.tuning.n_trials,
         "seeds": exp.seeds,
         "val_per_class": exp.splits.val_per_class,
     }
-    with tracker.cell_run(cell, settings):
+    with tracker.cell_run(cell, settings, environment):
         hp, study = tune(trainer, tracker, trainer.say)
         finals = []
         for seed in range(exp.seeds):
@@ -80,6 +89,7 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, scratch: dict[str, Any] | N
                 r["test_acc"] - s["test_acc"] for r, s in zip(finals, scratch["seeds"], strict=True)
             )
         tracker.log_metrics(summary)
+        _log_confusion(tracker, cell, finals, trainer.dataset.classes, mean)
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     return {
         **cell.tags,
@@ -95,6 +105,14 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, scratch: dict[str, Any] | N
     }
 
 
+def _log_confusion(tracker: Tracker, cell: Cell, finals: list[dict], classes: list[str], mean: float) -> None:
+    """One confusion matrix per cell, summed over its final seeds, drawn once when the cell is done."""
+    total = np.sum([r["confusion_matrix"] for r in finals], axis=0).tolist()
+    title = f"{cell.run_name}: test acc {100 * mean:.1f} % (summed over {len(finals)} seeds)"
+    with tempfile.TemporaryDirectory() as tmp:
+        tracker.log_artifact(confusion_matrix_png(total, classes, title, Path(tmp) / "confusion_matrix.png"))
+
+
 def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``exp`` and return the records of all finished cells, in matrix order.
 
@@ -103,6 +121,8 @@ def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
     cells = expand(exp)
     loaded = {name: data.DATASETS.get(name).load() for name in dict.fromkeys(c.dataset for c in cells)}
     cells = expand(exp)  # datasets downloaded just now change their cells' keys
+    environment.set_threads(exp.training.threads)
+    env = environment.describe(str(pick_device(exp.training.device)))
     tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
     records, failures, finished = [], [], {}
     columns = (
@@ -123,7 +143,7 @@ def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
                 scratch = finished.get((cell.dataset, cell.backbone.label, str(cell.budget), "scratch"))
                 say = _status_line(progress, current, cell)
                 try:
-                    record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset], say), tracker, scratch)
+                    record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset], say), tracker, scratch, env)
                 except TuningFailedError as err:
                     failures.append(cell)
                     console.print(f"[red]failed[/red] {err}")

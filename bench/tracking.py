@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import paths
 from bench.matrix import Cell
+
+if TYPE_CHECKING:
+    from bench.train import EvalStats
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
@@ -54,13 +58,19 @@ class Tracker:
         return runs[0].info.run_id if runs else None
 
     @contextmanager
-    def cell_run(self, cell: Cell, params: dict[str, Any]) -> Iterator[None]:
+    def cell_run(
+        self, cell: Cell, params: dict[str, Any], environment: dict[str, str] | None = None
+    ) -> Iterator[None]:
+        """The cell's parent run (resumed when a stopped run left it), tagged with the cell and ``environment``."""
+        environment = environment or {}
         run_id = self._existing_parent(cell)
         if run_id is not None:
             with self.mlflow.start_run(run_id=run_id):
+                self.mlflow.set_tags({f"env.{k}": v for k, v in environment.items()})
                 yield
             return
-        with self.mlflow.start_run(run_name=cell.run_name, tags={**cell.tags, "stage": "cell"}):
+        tags = {**cell.tags, "stage": "cell", **{f"env.{k}": v for k, v in environment.items()}}
+        with self.mlflow.start_run(run_name=cell.run_name, tags=tags):
             self.mlflow.log_params(params)
             yield
 
@@ -86,6 +96,23 @@ class Tracker:
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.mlflow.log_metrics(metrics, step=step)
+
+    def log_run(self, history: list[EvalStats], metrics: dict[str, float], tags: dict[str, str] | None = None) -> None:
+        """A finished training run's curve (``train_loss``, ``val_acc``, ``epoch`` at each validation, MLflow's step
+        being the optimiser step), its final ``metrics`` and ``tags``, in one write to the active run."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        logged = [
+            Metric(key, float(value), now, s.step)
+            for s in history
+            for key, value in (("train_loss", s.train_loss), ("val_acc", s.val_acc), ("epoch", s.epoch))
+        ]
+        logged += [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+        run = self.mlflow.active_run()
+        self.mlflow.MlflowClient().log_batch(
+            run.info.run_id, metrics=logged, tags=[RunTag(k, v) for k, v in (tags or {}).items()]
+        )
 
     def log_artifact(self, path: str | Path) -> None:
         self.mlflow.log_artifact(str(path))

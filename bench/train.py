@@ -19,13 +19,13 @@ class DivergedError(RuntimeError):
 
 @dataclass(frozen=True)
 class Batches:
-    """Mini-batches of ``items[indices]`` with their labels, preprocessed on the fly.
+    """Mini-batches of ``items[indices]`` with their labels, each passed through ``preprocess``.
 
     Training batches are reshuffled every epoch by ``seed`` + epoch and split evenly
     (never a last batch of one example, which BatchNorm cannot train on).
     """
 
-    items: Sequence[Any] | torch.Tensor
+    items: Sequence[Any] | torch.Tensor | dict[str, torch.Tensor]
     labels: np.ndarray
     indices: np.ndarray
     batch_size: int
@@ -37,16 +37,22 @@ class Batches:
         if shuffle_seed is not None:
             order = np.random.default_rng(shuffle_seed).permutation(order)
         for chunk in np.array_split(order, max(1, math.ceil(len(order) / self.batch_size))):
-            if isinstance(self.items, torch.Tensor):
-                x = self.preprocess(self.items[torch.from_numpy(chunk)])
-            elif isinstance(self.items, np.ndarray):
-                x = self.preprocess(self.items[chunk])
-            else:
-                x = self.preprocess([self.items[i] for i in chunk])
+            x = self.preprocess(rows(self.items, chunk))
             yield to_device(x, self.device), torch.from_numpy(self.labels[chunk]).to(self.device)
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def rows(items: Any, chunk: np.ndarray) -> Any:
+    """``items[chunk]`` for a tensor, a dict of tensors (stored inputs), an array or a list."""
+    if isinstance(items, torch.Tensor):
+        return items[torch.from_numpy(chunk)]
+    if isinstance(items, dict):
+        return {k: rows(v, chunk) for k, v in items.items()}
+    if isinstance(items, np.ndarray):
+        return items[chunk]
+    return [items[i] for i in chunk]
 
 
 def to_device(x: Any, device: torch.device) -> Any:
@@ -72,9 +78,45 @@ def accuracy(model: nn.Module, batches: Batches) -> float:
 
 
 @dataclass(frozen=True)
-class EpochStats:
-    epoch: int
-    train_loss: float
+class Schedule:
+    """How long a training run lasts, in optimiser steps, and where it validates.
+
+    ``steps`` optimiser steps in all, with validation after ``evaluations`` evenly spaced steps (the last one
+    included); Optuna's pruner sees one report per validation.
+    """
+
+    steps: int
+    evaluations: int
+
+    def eval_steps(self) -> list[int]:
+        n = max(1, min(self.evaluations, self.steps))
+        return sorted({round(self.steps * i / n) for i in range(1, n + 1)})
+
+
+def schedule(
+    n_train: int,
+    batch_size: int,
+    epochs: int,
+    steps: int | None = None,
+    min_steps: int | None = None,
+    evaluations: int = 10,
+) -> Schedule:
+    """The run's length from the config: ``steps`` exactly when given, else ``epochs`` over ``n_train`` examples,
+    raised to ``min_steps``; at most ``evaluations`` validations and never more than one per epoch."""
+    per_epoch = batches_per_epoch(n_train, batch_size)
+    total = steps if steps is not None else max(epochs * per_epoch, min_steps or 0)
+    return Schedule(total, min(evaluations, math.ceil(total / per_epoch)))
+
+
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, math.ceil(n / batch_size))
+
+
+@dataclass(frozen=True)
+class EvalStats:
+    step: int  # optimiser steps so far
+    epoch: float  # passes over the training examples so far
+    train_loss: float  # mean training loss since the previous validation
     val_acc: float
 
 
@@ -83,25 +125,25 @@ def fit(
     param_groups: list[dict[str, Any]],
     train: Batches,
     val: Batches,
-    epochs: int,
+    plan: Schedule,
     lr: float,
     weight_decay: float,
     seed: int,
     extra_loss: Callable[[], torch.Tensor | None] = lambda: None,
-    on_epoch: Callable[[EpochStats], None] = lambda stats: None,
-) -> list[EpochStats]:
-    """Train with AdamW and a cosine schedule; validate after every epoch and hand the stats to ``on_epoch``.
+    on_eval: Callable[[EvalStats], None] = lambda stats: None,
+) -> list[EvalStats]:
+    """Train with AdamW and a cosine schedule for ``plan.steps`` steps, validating at ``plan.eval_steps()``.
 
-    Parameter groups may carry their own ``lr``/``weight_decay``; ``on_epoch`` may raise to stop early
+    Parameter groups may carry their own ``lr``/``weight_decay``; ``on_eval`` may raise to stop early
     (Optuna pruning). Raises ``DivergedError`` as soon as the loss is not finite.
     """
     optimizer = torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(train) / train.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
-    history = []
-    for epoch in range(epochs):
+    lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, plan.steps))
+    per_epoch = batches_per_epoch(len(train), train.batch_size)
+    evals, history = plan.eval_steps(), []
+    step, epoch, total, count = 0, 0, 0.0, 0
+    while step < plan.steps:
         model.train()
-        total, count = 0.0, 0
         for x, y in train(shuffle_seed=seed * 100_003 + epoch):
             loss = F.cross_entropy(model(x), y)
             penalty = extra_loss()
@@ -109,15 +151,22 @@ def fit(
                 loss = loss + penalty
             if not torch.isfinite(loss):
                 raise DivergedError(
-                    f"loss is {loss.item()} at epoch {epoch + 1}; the learning rate ({lr:.3g}) is likely too high"
+                    f"loss is {loss.item()} at step {step + 1}; the learning rate ({lr:.3g}) is likely too high"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
+            lr_schedule.step()
+            step += 1
             total += loss.item() * len(y)
             count += len(y)
-        stats = EpochStats(epoch + 1, total / count, accuracy(model, val))
-        history.append(stats)
-        on_epoch(stats)
+            if step in evals:
+                stats = EvalStats(step, round(step / per_epoch, 3), total / count, accuracy(model, val))
+                total, count = 0.0, 0
+                history.append(stats)
+                on_eval(stats)
+                model.train()
+            if step == plan.steps:
+                break
+        epoch += 1
     return history

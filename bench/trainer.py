@@ -12,10 +12,14 @@ from bench import backbones
 from bench.backbones.base import Classifier
 from bench.config import Experiment
 from bench.data import LoadedDataset, Split, make_split
-from bench.features import cached_features
+from bench.features import cached_features, weights_digest
+from bench.inputs import preprocessed
 from bench.matrix import Cell
+from bench.probe import ProbeFit, fit_probe, load_into
 from bench.strategies import Hyperparameters, get_strategy
-from bench.train import Batches, EpochStats, fit, predict
+from bench.train import Batches, EvalStats, accuracy, fit, predict, schedule
+
+HEAD_SEED = 1_000_003  # the head's init follows the seed alone, however the backbone was built
 
 
 def pick_device(name: str) -> torch.device:
@@ -27,8 +31,10 @@ def pick_device(name: str) -> torch.device:
 @dataclass
 class RunResult:
     model: Classifier = field(repr=False)
-    history: list[EpochStats]
+    history: list[EvalStats]
     val_acc: float
+    steps: int  # optimiser steps of the loop (0 when the probe is the whole training)
+    probe: ProbeFit | None = field(default=None, repr=False)
     test_acc: float | None = None
     test_pred: np.ndarray | None = field(default=None, repr=False)
     test_true: np.ndarray | None = field(default=None, repr=False)
@@ -45,8 +51,9 @@ class CellTrainer:
         self.dataset = dataset
         self.say = say  # progress messages for long steps (feature extraction)
         self.strategy = get_strategy(cell.strategy)
-        self.spec = backbones.resolve(cell.backbone.name)
         self.device = pick_device(exp.training.device)
+        self.reuse_weights = True  # start runs from an in-memory copy of the pretrained weights
+        self._digest: str | None = None
 
     def split(self, seed: int) -> Split:
         ds = self.dataset
@@ -61,28 +68,37 @@ class CellTrainer:
         )
 
     def build_model(self, seed: int) -> Classifier:
+        """The backbone (pretrained, or random init from ``seed``) with a new linear head initialised from ``seed``."""
         torch.manual_seed(seed)
         bb = self.cell.backbone
-        backbone = self.spec.build(pretrained=self.strategy.pretrained, weights=bb.weights, **bb.options())
+        backbone = backbones.build(
+            bb.name, self.strategy.pretrained, bb.weights, reuse=self.reuse_weights, **bb.options()
+        )
+        torch.manual_seed(HEAD_SEED + seed)
         return Classifier(backbone, len(self.dataset.classes)).to(self.device)
 
     def _parts(self, split: Split) -> dict[str, tuple]:
         ds = self.dataset
         return {
-            "train": (ds.train_items, ds.train_labels, split.train),
-            "val": (ds.train_items, ds.train_labels, split.val),
-            "test": (ds.test_items, ds.test_labels, split.test),
+            "train": (ds.train_items, ds.train_labels, split.train, "train"),
+            "val": (ds.train_items, ds.train_labels, split.val, "train"),
+            "test": (ds.test_items, ds.test_labels, split.test, "test"),
         }
 
-    def _raw_batches(self, model: Classifier, split: Split) -> dict[str, Batches]:
-        bs, pre = self.exp.training.batch_size, model.backbone.preprocess
-        return {p: Batches(x, y, i, bs, pre, self.device) for p, (x, y, i) in self._parts(split).items()}
+    def _input_batches(self, model: Classifier, split: Split) -> dict[str, Batches]:
+        """Batches of preprocessed inputs, computed once per example in this process."""
+        bs, bb, batches = self.exp.training.batch_size, model.backbone, {}
+        for p, (x, y, i, pool) in self._parts(split).items():
+            inputs = preprocessed(bb, x, i, self.dataset.manifest, pool)
+            batches[p] = Batches(inputs, y[i], np.arange(len(i)), bs, bb.collate, self.device)
+        return batches
 
     def _feature_batches(self, model: Classifier, split: Split) -> dict[str, Batches]:
-        """Batches of the frozen backbone's cached features, for training the head alone."""
+        """Batches of the frozen backbone's cached features, for training or probing the head alone."""
         bs, batches = self.exp.training.batch_size, {}
-        for p, (x, y, i) in self._parts(split).items():
-            pool = "test" if p == "test" else "train"
+        if self._digest is None:  # every run starts from the same pretrained weights: hash them once
+            self._digest = weights_digest(model.backbone)
+        for p, (x, y, i, pool) in self._parts(split).items():
             feats = cached_features(
                 model.backbone,
                 x,
@@ -93,26 +109,20 @@ class CellTrainer:
                 bs,
                 self.device,
                 lambda done, total, p=p: self.say(f"features of {p} examples {done}/{total}"),
+                digest=self._digest,
             )
             # features are stored in index order: address them by position
             batches[p] = Batches(feats.to(self.device), y[i], np.arange(len(i)), bs, lambda f: f, self.device)
         return batches
 
-    def _probe(self, model: Classifier, split: Split, seed: int) -> Callable[[float, float], None]:
-        """Train the head alone on cached features through the same loop (LP-FT's first phase)."""
+    def _probe(self, model: Classifier, split: Split, fits: list[ProbeFit]) -> Callable[[float], None]:
+        """``probe(C)``: fit the head as a converged logistic regression on the frozen backbone's features."""
 
-        def probe(lr: float, weight_decay: float) -> None:
-            batches = self._feature_batches(model, split)
-            fit(
-                model.head,
-                [{"params": list(model.head.parameters())}],
-                batches["train"],
-                batches["val"],
-                self.exp.training.epochs,
-                lr=lr,
-                weight_decay=weight_decay,
-                seed=seed,
-            )
+        def probe(C: float) -> None:
+            train = self._feature_batches(model, split)["train"]
+            fit = fit_probe(train.items, torch.from_numpy(train.labels), len(self.dataset.classes), C)
+            load_into(model.head, fit)
+            fits.append(fit)
 
         return probe
 
@@ -121,30 +131,41 @@ class CellTrainer:
         hp: Hyperparameters,
         seed: int,
         test: bool = False,
-        on_epoch: Callable[[EpochStats], None] = lambda s: None,
+        on_eval: Callable[[EvalStats], None] = lambda s: None,
     ) -> RunResult:
-        """Train at ``seed`` (split, init and shuffling) with ``hp``; evaluate on the test split if ``test``."""
-        split = self.split(seed)
+        """Train at ``seed`` (split, init and shuffling) with ``hp``; evaluate on the test split if ``test``.
+
+        The strategy's ``before_fit`` may probe the head; when it leaves no parameter to train (a linear probe),
+        the loop does not run at all.
+        """
+        split, fits = self.split(seed), []
         model = self.build_model(seed)
-        self.strategy.before_fit(model, hp, self._probe(model, split, seed))
-        groups = self.strategy.param_groups(model, hp)
-        if self.strategy.frozen_backbone:  # the backbone never changes: train the head on cached features
+        self.strategy.before_fit(model, hp, self._probe(model, split, fits))
+        groups = [{**g, "params": list(g["params"])} for g in self.strategy.param_groups(model, hp)]
+        if self.strategy.frozen_backbone:  # the backbone never changes: the head works on cached features
             module, batches = model.head, self._feature_batches(model, split)
         else:
-            module, batches = model, self._raw_batches(model, split)
-        history = fit(
-            module,
-            groups,
-            batches["train"],
-            batches["val"],
-            self.exp.training.epochs,
-            lr=hp["lr"],
-            weight_decay=hp["weight_decay"],
-            seed=seed,
-            extra_loss=lambda: self.strategy.extra_loss(model, hp),
-            on_epoch=on_epoch,
-        )
-        result = RunResult(model, history, history[-1].val_acc)
+            module, batches = model, self._input_batches(model, split)
+        history, steps = [], 0
+        if any(g["params"] for g in groups):
+            training = self.exp.training
+            n_train, bs = len(split.train), training.batch_size
+            plan = schedule(n_train, bs, training.epochs, training.steps, training.min_steps, training.evaluations)
+            history = fit(
+                module,
+                groups,
+                batches["train"],
+                batches["val"],
+                plan,
+                lr=hp["lr"],
+                weight_decay=hp["weight_decay"],
+                seed=seed,
+                extra_loss=lambda: self.strategy.extra_loss(model, hp),
+                on_eval=on_eval,
+            )
+            steps = plan.steps
+        val_acc = history[-1].val_acc if history else accuracy(module, batches["val"])
+        result = RunResult(model, history, val_acc, steps, fits[-1] if fits else None)
         if test:
             result.test_pred, result.test_true = predict(module, batches["test"])
             result.test_acc = float((result.test_pred == result.test_true).mean())

@@ -14,7 +14,7 @@ from bench.config import Experiment
 from bench.matrix import Cell
 from bench.strategies import Hyperparameters
 from bench.tracking import Tracker
-from bench.train import DivergedError, EpochStats
+from bench.train import DivergedError, EvalStats
 from bench.trainer import CellTrainer
 
 STORAGE_ENV = "TRANSFERBENCH_OPTUNA_STORAGE"
@@ -62,7 +62,8 @@ def tune(
     """Run the trials this cell still owes and return the best trial's hyperparameters.
 
     Completed and pruned trials count towards ``n_trials`` (a diverged trial is pruned); trials of a
-    process that died are marked failed and redone, so every strategy gets the same budget.
+    process that died are marked failed and redone, so every strategy gets the same budget. The pruner
+    sees one report per validation; metrics reach MLflow in one batch when the trial ends.
     """
     cell, exp = trainer.cell, trainer.exp
     study = open_study(cell, exp)
@@ -73,27 +74,25 @@ def tune(
         trial.set_user_attr("hp", hp)
         name = f"{cell.run_name}/trial{trial.number}"
         outcome: Exception | None = None
+        history: list[EvalStats] = []
         with tracker.child_run(name, "trial", hp, {**cell.tags, "trial": str(trial.number)}):
 
-            def on_epoch(stats: EpochStats) -> None:
-                tracker.log_metrics({"train_loss": stats.train_loss, "val_acc": stats.val_acc}, step=stats.epoch)
-                progress(
-                    f"trial {trial.number + 1}/{n_trials} epoch {stats.epoch}/{exp.training.epochs} "
-                    f"val {stats.val_acc:.3f}"
-                )
-                trial.report(stats.val_acc, stats.epoch)
+            def on_eval(stats: EvalStats) -> None:
+                history.append(stats)
+                progress(f"trial {trial.number + 1}/{n_trials} step {stats.step} val {stats.val_acc:.3f}")
+                trial.report(stats.val_acc, len(history))
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}")
+                    raise optuna.TrialPruned(f"pruned after {stats.step} steps")
 
             try:
-                result = trainer.run(hp, TUNING_SEED, on_epoch=on_epoch)
-                tracker.log_metrics({"best_val_acc": result.val_acc})
+                result = trainer.run(hp, TUNING_SEED, on_eval=on_eval)
+                tracker.log_run(result.history, {"best_val_acc": result.val_acc})
             except DivergedError as err:
                 trial.set_user_attr("diverged", str(err))
-                tracker.mlflow.set_tag("outcome", "diverged")
+                tracker.log_run(history, {}, {"outcome": "diverged"})
                 outcome = optuna.TrialPruned(str(err))
             except optuna.TrialPruned as err:
-                tracker.mlflow.set_tag("outcome", "pruned")
+                tracker.log_run(history, {}, {"outcome": "pruned"})
                 outcome = err
         if outcome is not None:
             raise outcome

@@ -7,7 +7,10 @@ pretrained loader (its hub when online, or a local ``weights`` file or folder):
 
 from __future__ import annotations
 
+import copy
 import functools
+from pathlib import Path
+from typing import Any
 
 from bench.backbones import audio, image, text
 from bench.backbones.base import BACKBONES, Backbone, BackboneSpec, Classifier, register_backbone
@@ -31,4 +34,25 @@ def resolve(name: str) -> BackboneSpec:
     return BACKBONES.get(name)
 
 
-__all__ = ["BACKBONES", "Backbone", "BackboneSpec", "Classifier", "register_backbone", "resolve"]
+_PRETRAINED: dict[tuple, Backbone] = {}
+
+
+def build(name: str, pretrained: bool, weights: Path | None = None, reuse: bool = True, **options: Any) -> Backbone:
+    """A fresh backbone for one training run.
+
+    Pretrained weights are read and converted once per process: every later run of the same backbone, weights and
+    options starts from a deep copy of that first model, bit for bit the same as reading the file again (``reuse``
+    off). Random initialisation (``pretrained=False``) always builds anew, from the caller's RNG state.
+    """
+    spec = resolve(name)
+    if not pretrained:
+        return spec.build(pretrained=False, weights=weights, **options)
+    if not reuse:
+        return spec.build(pretrained=True, weights=weights, **options)
+    key = (name, str(weights), tuple(sorted(options.items())))
+    if key not in _PRETRAINED:
+        _PRETRAINED[key] = spec.build(pretrained=True, weights=weights, **options)
+    return copy.deepcopy(_PRETRAINED[key])
+
+
+__all__ = ["BACKBONES", "Backbone", "BackboneSpec", "Classifier", "build", "register_backbone", "resolve"]

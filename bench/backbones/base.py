@@ -31,6 +31,10 @@ class Backbone(nn.Module):
     def preprocess_id(self) -> str:
         raise NotImplementedError
 
+    def collate(self, batch: Any) -> Any:
+        """A batch of stored ``preprocess`` outputs -> the network's input (text trims padding); default: as is."""
+        return batch
+
     def blocks(self) -> list[list[str]]:
         """Parameter names grouped into blocks, ordered from the input to the output.
 

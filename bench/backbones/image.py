@@ -74,8 +74,10 @@ def packaged_weights(arch: str, package: str, relpath: str) -> Path:
     import timm
 
     source = package_file(package, relpath)
-    target = timm.create_model(arch, pretrained=False).state_dict()
-    return cached_conversion(source, arch, lambda sd: convert_by_order(sd, target))
+    # the target naming is built only when the conversion is not cached yet
+    return cached_conversion(
+        source, arch, lambda sd: convert_by_order(sd, timm.create_model(arch, pretrained=False).state_dict())
+    )
 
 
 def build_packaged(

@@ -1,8 +1,7 @@
 """Text backbones through transformers: a packaged sentence encoder, or any model id for users online.
 
-Sentences are tokenised per batch with dynamic padding (to the longest sentence in the batch, at most
-``max_length`` tokens) and encoded as the mean of the last hidden states over real tokens, so padding
-never changes a sentence's features.
+Sentences are tokenised once (at most ``max_length`` tokens), padded per batch to its longest sentence, and
+encoded as the mean of the last hidden states over real tokens, so padding never changes a sentence's features.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ class HFTextBackbone(Backbone):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "right"  # stored examples are padded at the end, and trimmed per batch
         self.max_length = max_length or DEFAULT_MAX_LENGTH
         self.feature_dim = model.config.hidden_size
 
@@ -37,6 +37,11 @@ class HFTextBackbone(Backbone):
                 list(items), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
             )
         )
+
+    def collate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Drop the padding columns no sentence of this batch needs (examples are stored padded to a common length)."""
+        longest = int(batch["attention_mask"].sum(dim=1).max())
+        return {k: v[:, :longest] for k, v in batch.items()}
 
     @property
     def preprocess_id(self) -> str:
