@@ -57,6 +57,7 @@ def describe(device: str) -> dict[str, str]:
 
     info = {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}}
     info |= {
+        "torch": torch.__version__,  # with its build (e.g. +cu130)
         "device": device,
         "cpu": cpu_model(),
         "cores": str(available_cores()),

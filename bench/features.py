@@ -27,6 +27,11 @@ Progress = Callable[[int, int], None]
 _MEMORY: dict[Path, tuple[np.ndarray, torch.Tensor]] = {}  # path -> the features it held when last read or written
 
 
+def clear_memory() -> None:
+    """Forget the in-memory copies (the files stay)."""
+    _MEMORY.clear()
+
+
 def weights_digest(module: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):

@@ -25,9 +25,7 @@ CHUNK = 256  # examples preprocessed per call
 _CACHE: OrderedDict[tuple[str, str, str], tuple[np.ndarray, Inputs]] = OrderedDict()
 
 
-def preprocessed(
-    backbone: Backbone, items: Sequence[Any], indices: np.ndarray, manifest: str, pool: str
-) -> Inputs:
+def preprocessed(backbone: Backbone, items: Sequence[Any], indices: np.ndarray, manifest: str, pool: str) -> Inputs:
     """``backbone.preprocess`` of ``items[indices]``, in the order of ``indices``; only new examples are computed."""
     key = (manifest, pool, backbone.preprocess_id)
     have, stored = _CACHE.pop(key, (np.zeros(0, dtype=np.int64), None))

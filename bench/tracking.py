@@ -58,9 +58,7 @@ class Tracker:
         return runs[0].info.run_id if runs else None
 
     @contextmanager
-    def cell_run(
-        self, cell: Cell, params: dict[str, Any], environment: dict[str, str] | None = None
-    ) -> Iterator[None]:
+    def cell_run(self, cell: Cell, params: dict[str, Any], environment: dict[str, str] | None = None) -> Iterator[None]:
         """The cell's parent run (resumed when a stopped run left it), tagged with the cell and ``environment``."""
         environment = environment or {}
         run_id = self._existing_parent(cell)

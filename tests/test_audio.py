@@ -305,5 +305,5 @@ def test_the_training_loop_runs_audio_cells(fsdd):
         )
     )
     for cell in expand(exp):
-        result = CellTrainer(cell, exp, fsdd).run({"lr": 1e-3, "weight_decay": 1e-4}, seed=0, test=True)
+        result = CellTrainer(cell, exp, fsdd).run({"lr": 1e-3, "weight_decay": 1e-4, "C": 1.0}, seed=0, test=True)
         assert 0 <= result.test_acc <= 1 and len(result.test_pred) == 10

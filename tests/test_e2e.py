@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import pandas as pd
+import torch
 import yaml
 from conftest import tiny_experiment
 
@@ -31,8 +32,13 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
 
     out = results_root / "tiny"
     report = (out / "report.md").read_text()
-    for section in ("## Gain over scratch", "## Test accuracy per cell", "## Data efficiency",
-                    "## Strategy ranks and win rates", "## Against published figures"):
+    for section in (
+        "## Gain over scratch",
+        "## Test accuracy per cell",
+        "## Data efficiency",
+        "## Strategy ranks and win rates",
+        "## Against published figures",
+    ):
         assert section in report
     for png in ("gain_heatmap.png", "accuracy_vs_budget.png", "ranks.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG" and png in report
@@ -58,15 +64,23 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
         assert sorted(children["tags.stage"]) == ["final", "final", "trial", "trial"]
         finals = children[children["tags.stage"] == "final"]
-        assert finals["metrics.test_acc"].notna().all() and finals["params.lr"].notna().all()
+        tuned = "params.C" if parent["tags.strategy"] == "feature_extraction" else "params.lr"
+        assert finals["metrics.test_acc"].notna().all() and finals[tuned].notna().all()
         trials = children[children["tags.stage"] == "trial"]
         assert (trials["tags.strategy"] == parent["tags.strategy"]).all()
+        assert parent["tags.env.torch"] == torch.__version__ and int(parent["tags.env.threads"]) >= 1
     client = mlflow.MlflowClient()
+    for parent_id in parents.run_id:
+        assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(parent_id)}  # one per cell
     final_id = runs[runs["tags.stage"] == "final"].run_id.iloc[0]
-    assert {a.path for a in client.list_artifacts(final_id)} == {"confusion_matrix.png", "test_metrics.json"}
-    trial_id = runs[runs["tags.stage"] == "trial"].run_id.iloc[0]
-    assert [m.step for m in client.get_metric_history(trial_id, "val_acc")] == [1, 2]
+    assert {a.path for a in client.list_artifacts(final_id)} == {"test_metrics.json"}
+    # 4 images x 10 classes in batches of 16: 3 steps an epoch, 2 epochs, validated after each
+    finetune = parents[parents["tags.strategy"] == "finetune"].run_id.iloc[0]
+    trial_id = runs[(runs["tags.stage"] == "trial") & (runs["tags.mlflow.parentRunId"] == finetune)].run_id.iloc[0]
+    assert [m.step for m in client.get_metric_history(trial_id, "val_acc")] == [3, 6]
     assert len(client.get_metric_history(trial_id, "train_loss")) == 2
+    probe = runs[(runs["tags.stage"] == "final") & (runs["tags.strategy"] == "feature_extraction")]
+    assert (probe["metrics.probe_converged"] == 1).all() and (probe["metrics.steps"] == 0).all()
 
     capsys.readouterr()
     assert main(["run", str(path)]) == 0

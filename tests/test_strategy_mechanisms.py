@@ -19,7 +19,8 @@ HP = {
     "lambda": 1e-3,
     "alpha": 1e-2,
     "beta": 1e-3,
-    "probe_lr": 1e-2,
+    "probe_C": 0.1,
+    "C": 0.1,
     "k": 2,
     "decay": 0.5,
     "rank": 4,
@@ -126,23 +127,19 @@ def test_frozen_parameters_are_bit_identical_after_training(trainers, name):
         assert not changed & frozen
 
 
-def test_lp_ft_fine_tunes_from_the_probed_head(trainers, monkeypatch):
-    calls = []
+def test_lp_ft_fine_tunes_from_the_converged_probe(trainers, monkeypatch):
+    entries = []
     real_fit = trainer.fit
 
     def spy(module, *args, **kwargs):
-        head = module if isinstance(module, torch.nn.Linear) else module.head
-        entry = head.weight.detach().clone()
-        history = real_fit(module, *args, **kwargs)
-        calls.append((module, entry, head.weight.detach().clone()))
-        return history
+        entries.append(module.head.weight.detach().clone())
+        return real_fit(module, *args, **kwargs)
 
     monkeypatch.setattr(trainer, "fit", spy)
-    trainers["lp_ft"].run(HP, seed=0)
-    (probe_module, probe_start, probe_end), (ft_module, ft_start, _) = calls
-    assert isinstance(probe_module, torch.nn.Linear) and isinstance(ft_module, Classifier)
-    assert not torch.equal(probe_start, probe_end)  # the probe trained the head
-    assert torch.equal(ft_start, probe_end)  # fine-tuning started from it
+    result = trainers["lp_ft"].run(HP, seed=0)
+    probe = trainers["feature_extraction"].run({"C": HP["probe_C"]}, seed=0)  # same split, features and C
+    assert len(entries) == 1 and torch.equal(entries[0], probe.model.head.weight.detach())
+    assert result.probe.converged and not torch.equal(result.model.head.weight, entries[0])  # then it trained
 
 
 def test_lora_trains_a_small_fraction_and_leaves_base_weights_unchanged(trainers):

@@ -10,7 +10,7 @@ from conftest import tiny_experiment
 from bench import config, data
 from bench.matrix import expand
 from bench.tracking import Tracker, tracking_uri
-from bench.train import Batches, DivergedError, fit
+from bench.train import Batches, DivergedError, Schedule, fit, schedule
 from bench.trainer import CellTrainer
 from bench.tuning import tune
 
@@ -25,9 +25,8 @@ def _toy(n=64, seed=0):
 def test_fit_learns_a_separable_problem():
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
-    history = fit(
-        model, [{"params": model.parameters()}], _toy(), _toy(seed=1), epochs=20, lr=0.1, weight_decay=0.0, seed=0
-    )
+    plan = schedule(64, 16, epochs=20)
+    history = fit(model, [{"params": model.parameters()}], _toy(), _toy(seed=1), plan, lr=0.1, weight_decay=0.0, seed=0)
     assert history[0].val_acc < 0.95 <= history[-1].val_acc
     assert history[-1].train_loss < history[0].train_loss
 
@@ -40,7 +39,7 @@ def test_fit_raises_on_a_nan_loss():
             [{"params": model.parameters()}],
             _toy(),
             _toy(),
-            epochs=2,
+            Schedule(8, 2),
             lr=1e-3,
             weight_decay=0.0,
             seed=0,
@@ -73,3 +72,53 @@ def test_a_diverging_trial_is_pruned_and_tuning_goes_on(monkeypatch):
     states = [t.state.name for t in study.trials]
     assert states.count("PRUNED") == 1 and states.count("COMPLETE") == 2
     assert "diverged" in study.trials[0].user_attrs and hp in calls[1:]
+
+
+def test_schedule_in_steps_and_with_a_minimum():
+    assert schedule(100, 25, epochs=2).steps == 8  # 4 batches an epoch
+    assert schedule(100, 25, epochs=2, min_steps=30).steps == 30  # small budgets are raised to the minimum
+    assert schedule(1000, 25, epochs=2, min_steps=30).steps == 80  # large ones keep their epochs
+    assert schedule(100, 25, epochs=99, steps=7).steps == 7  # steps override epochs
+    plan = schedule(100, 25, epochs=1, steps=30, evaluations=4)
+    assert plan.eval_steps() == [8, 15, 22, 30]  # evenly spaced, the last step included
+    assert schedule(100, 25, epochs=2, evaluations=10).eval_steps() == [4, 8]  # at most one per epoch
+
+
+@pytest.mark.parametrize("steps", [1, 7, 30])
+def test_fit_takes_exactly_the_planned_optimiser_steps(steps, monkeypatch):
+    counted = []
+    real_step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: counted.append(1) or real_step(self, *a, **k))
+    model = torch.nn.Linear(4, 2)
+    plan = Schedule(steps, evaluations=3)
+    history = fit(model, [{"params": model.parameters()}], _toy(), _toy(seed=1), plan, lr=0.1, weight_decay=0, seed=0)
+    assert len(counted) == steps and history[-1].step == steps and len(history) == min(3, steps)
+
+
+def test_a_step_budget_reaches_the_run_and_its_records():
+    exp = config.parse(tiny_experiment(strategies=["finetune"], training={"steps": 5, "batch_size": 16}))
+    result = CellTrainer(expand(exp)[0], exp, data.DATASETS.get("cifar10").load()).run(
+        {"lr": 1e-3, "weight_decay": 0.0}, seed=0
+    )
+    assert result.steps == 5 and result.history[-1].step == 5
+
+
+def test_steps_and_epochs_together_are_a_config_error():
+    with pytest.raises(config.ConfigError, match="either 'steps' or 'epochs'"):
+        config.parse(tiny_experiment(training={"steps": 5, "epochs": 2}))
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "lp_ft", "feature_extraction"])
+def test_runs_from_the_in_memory_weights_equal_runs_that_read_them_from_disk(strategy):
+    exp = config.parse(tiny_experiment(strategies=[strategy], training={"steps": 3, "batch_size": 16}))
+    dataset = data.DATASETS.get("cifar10").load()
+    hp = {"lr": 1e-3, "weight_decay": 1e-4, "C": 0.1, "probe_C": 0.1}
+    runs = []
+    for reuse in (False, True, True):  # from disk, then twice from the in-memory copy
+        trainer = CellTrainer(expand(exp)[0], exp, dataset)
+        trainer.reuse_weights = reuse
+        runs.append(trainer.run(hp, seed=1, test=True))
+    disk = runs[0].model.state_dict()
+    for run in runs[1:]:
+        assert run.history == runs[0].history and (run.test_pred == runs[0].test_pred).all()
+        assert all(torch.equal(disk[k], v) for k, v in run.model.state_dict().items())
