@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable
@@ -32,10 +33,16 @@ def storage_url(configured: str | None) -> str:
     return configured or os.environ.get(STORAGE_ENV) or default
 
 
-def open_study(cell: Cell, exp: Experiment) -> optuna.Study:
+@functools.cache
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    """One connection pool per storage URL and process (opening one checks the schema: not free)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
-    storage = optuna.storages.RDBStorage(storage_url(exp.optuna_storage), heartbeat_interval=60, grace_period=180)
+    return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+
+
+def open_study(cell: Cell, exp: Experiment) -> optuna.Study:
+    storage = _storage(storage_url(exp.optuna_storage))
     n = exp.tuning.n_trials
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
