@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime
 import math
-import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from bench import paths, plots, stats
+from bench import environment, paths, plots, stats
 
 # Published figures for sanity checks (from the data mirror's README): dataset -> (method, accuracy)
 REFERENCES = {
@@ -98,6 +98,25 @@ def _corrected(gains: pd.DataFrame) -> str:
         "(family-wise error rate; cells whose differences are identical or that have one seed are no comparison); "
         "summary.csv also carries the Benjamini-Hochberg (false discovery rate) adjusted `p_bh`."
     )
+
+
+def _schedule(records: list[dict[str, Any]]) -> str:
+    """How long the final runs trained, read from the records (probes: no gradient steps)."""
+    steps = [s["steps"] for r in records for s in r["seeds"] if s.get("steps")]
+    probe = "Linear probes (`feature_extraction`, LP-FT's first phase) are L2 logistic regressions on standardised "
+    probe += "frozen features solved to convergence by L-BFGS, their C tuned by Optuna."
+    if not steps:
+        return probe
+    spread = f"{min(steps)} to {max(steps)} optimiser steps (median {np.median(steps):.0f})"
+    return f"{probe} The other final runs took {spread}."
+
+
+def _produced_by(records: list[dict[str, Any]]) -> list[str]:
+    """The machine and package versions the cells ran with (one line per distinct environment)."""
+    lines = sorted({environment.summary_line(r["environment"]) for r in records if r.get("environment")})
+    if not lines:
+        return ["Environment: not recorded in these cells."]
+    return [f"Produced on: {lines[0]}."] if len(lines) == 1 else ["Produced on:", *(f"- {line}" for line in lines)]
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -213,9 +232,12 @@ def write_report(
         f"# {experiment}: transfer against training from scratch",
         "",
         f"{len(records)} cells, {seeds} paired seeds each (every strategy at a dataset, budget and seed trains on "
-        f"the same examples). Written {datetime.date.today().isoformat()} on {platform.machine()} "
-        f"({platform.system()}, Python {platform.python_version()})"
+        f"the same examples). Written {datetime.date.today().isoformat()}"
         + (f"; training, tuning and testing took {wall_seconds / 60:.1f} min." if wall_seconds else "."),
+        "",
+        _schedule(records),
+        "",
+        *_produced_by(records),
         "",
         "## Gain over scratch",
         "",

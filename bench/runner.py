@@ -54,12 +54,12 @@ def run_cell(
     trainer: CellTrainer,
     tracker: Tracker,
     scratch: dict[str, Any] | None = None,
-    environment: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Tune one cell, retrain its best hyperparameters at every final seed, and return its record.
 
     ``scratch`` is the finished scratch cell at the same backbone, dataset and budget, if any: the parent run
-    then also carries the gain over it (paired by seed). ``environment`` (versions, CPU, threads) become tags.
+    then also carries the gain over it (paired by seed). ``env`` (versions, CPU, threads) is tagged and recorded.
     """
     cell, exp = trainer.cell, trainer.exp
     start = time.perf_counter()
@@ -70,7 +70,7 @@ def run_cell(
         "seeds": exp.seeds,
         "val_per_class": exp.splits.val_per_class,
     }
-    with tracker.cell_run(cell, settings, environment):
+    with tracker.cell_run(cell, settings, env):
         hp, study = tune(trainer, tracker, trainer.say)
         finals = []
         for seed in range(exp.seeds):
@@ -102,6 +102,7 @@ def run_cell(
         "trials_complete": states.count("COMPLETE"),
         "trials_pruned": states.count("PRUNED"),
         "seconds": round(time.perf_counter() - start, 1),
+        "environment": env or {},
     }
 
 

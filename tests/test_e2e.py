@@ -43,6 +43,7 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     for png in ("gain_heatmap.png", "accuracy_vs_budget.png", "ranks.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG" and png in report
     assert "cifar10 | mobilenetv2_100 | 4 | 40 | finetune | 2 |" in report
+    assert f"torch {torch.__version__}" in report and "torch threads" in report  # what produced it
 
     runs = _runs(results_root)
     summary_run = runs[runs["tags.stage"] == "summary"]
