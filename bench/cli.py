@@ -69,9 +69,17 @@ def _dry_run(exp, console: Console) -> None:
     todo = len(cells) - finished
     console.print(
         f"{len(cells)} cells ({finished} finished, {todo} to run): {todo * exp.tuning.n_trials} Optuna trials and "
-        f"{todo * (exp.tuning.n_trials + exp.seeds)} training runs of {exp.training.epochs} epochs "
-        f"({exp.tuning.n_trials} trials + {exp.seeds} final seeds per cell)"
+        f"{todo * (exp.tuning.n_trials + exp.seeds)} training runs of {_length(exp.training)} "
+        f"({exp.tuning.n_trials} trials + {exp.seeds} final seeds per cell; linear probes are solved, not stepped)"
     )
+
+
+def _length(training) -> str:
+    """How long each training run lasts, in the experiment's own terms."""
+    if training.steps is not None:
+        return f"{training.steps} optimiser steps"
+    at_least = f", at least {training.min_steps} optimiser steps" if training.min_steps else ""
+    return f"{training.epochs} epochs{at_least}"
 
 
 def _list(what: str, console: Console) -> None:

@@ -137,7 +137,11 @@ def fit(
     Parameter groups may carry their own ``lr``/``weight_decay``; ``on_eval`` may raise to stop early
     (Optuna pruning). Raises ``DivergedError`` as soon as the loss is not finite.
     """
-    optimizer = torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
+    param_groups = [{**g, "params": list(g["params"])} for g in param_groups]  # generators are read once
+    params = [p for g in param_groups for p in g["params"]]
+    # the fused kernel updates all tensors in one pass: a sixth of a MiniLM step on CPU, same arithmetic
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+    optimizer = torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay, fused=fused)
     lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, plan.steps))
     per_epoch = batches_per_epoch(len(train), train.batch_size)
     evals, history = plan.eval_steps(), []
