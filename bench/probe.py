@@ -68,7 +68,7 @@ def fit_probe(
         return loss
 
     optimizer.step(objective)
-    state = optimizer.state[optimizer._params[0]]
+    state = optimizer.state[w]  # L-BFGS keeps its iteration count with the first parameter
     with torch.no_grad():
         loss = float(F.cross_entropy(z @ w.T + b, y) + ridge * w.pow(2).sum())
         grad = torch.cat([w.grad.flatten(), b.grad.flatten()]).abs().max().item()

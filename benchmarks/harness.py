@@ -93,7 +93,7 @@ def bare_trial(exp: config.Experiment, dataset: data.LoadedDataset, template: to
     evals = plan.eval_steps()
     start = time.perf_counter()
     model = copy.deepcopy(template)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=True)  # as bench.train
     lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.steps)
     n_batches = max(1, -(-len(y_train) // t.batch_size))
     step = 0
