@@ -10,12 +10,13 @@ medians and their ratio and writes them to results/perf/feature_cache.json.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import time
 
-from bench import config, data, features, paths
+import record  # benchmarks/record.py
+
+from bench import config, data, environment, features, paths
 from bench.matrix import expand
 from bench.trainer import CellTrainer
 
@@ -27,6 +28,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--budget", type=int, default=50, help="training images per class")
     args = p.parse_args()
+    environment.set_threads()  # this process's cores, as a run uses them
 
     exp = config.parse(
         {
@@ -57,9 +59,7 @@ def main() -> None:
         "first_trial_s": first,
         "repeated_trial_s": repeated,
     }
-    out = paths.results_root() / "perf" / "feature_cache.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = record.write("feature_cache", result)
     print(f"{result['what']}, {args.repeats} repeats (medians):")
     print(f"  first trial (features computed): {result['first_trial_s_median']:.2f} s")
     print(f"  repeated trial (features cached): {result['repeated_trial_s_median']:.2f} s")

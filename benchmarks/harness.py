@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import record  # benchmarks/record.py
 import torch
 import torch.nn.functional as F
 import yaml
@@ -183,7 +183,6 @@ def main() -> None:
     cells = default_cells_per_minute(cache, args.full)
 
     result = {
-        "environment": environment.describe("cpu"),
         "threads": threads,
         "repeats": args.repeats,
         "trial": {
@@ -201,9 +200,7 @@ def main() -> None:
         },
         "default": cells,
     }
-    out = paths.results_root() / "perf" / "harness.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = record.write("harness", result)
     print(f"{result['trial']['what']}, {args.repeats} repeats, {threads} threads (medians):")
     print(f"  through the harness: {result['trial']['harness_s_median']:.2f} s")
     print(f"  bare PyTorch loop:   {result['trial']['bare_loop_s_median']:.2f} s")
