@@ -28,7 +28,7 @@ def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed:
     with tracker.child_run(f"{cell.run_name}/seed{seed}", "final", hp, {**cell.tags, "seed": str(seed)}):
         run = trainer.run(hp, seed, test=True)
         metrics = classification_metrics(run.test_pred, run.test_true, trainer.dataset.classes)
-        tracker.log_run(run.history, {**_scalars(metrics), **_probe_metrics(run)})
+        tracker.log_run(run.history, {**_scalars(metrics), **_run_metrics(run)})
         tracker.mlflow.log_dict(metrics, "test_metrics.json")
     return {
         "seed": seed,
@@ -43,8 +43,8 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {"test_acc": metrics["test_acc"], "test_macro_f1": metrics["test_macro_f1"]}
 
 
-def _probe_metrics(run: RunResult) -> dict[str, float]:
-    """How the linear probe converged, when the run had one."""
+def _run_metrics(run: RunResult) -> dict[str, float]:
+    """Optimiser steps, and how the linear probe converged when the run had one."""
     if run.probe is None:
         return {"steps": run.steps}
     return {"steps": run.steps, "probe_iterations": run.probe.iterations, "probe_converged": run.probe.converged}
