@@ -11,7 +11,6 @@ name and renamed, so a concurrent process never reads a partial file (at worst i
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,8 +95,7 @@ def cached_features(
         feats = new if feats is None else torch.cat([feats, new])
         order = np.argsort(have, kind="stable")
         have, feats = have[order], feats[torch.from_numpy(order)]
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"indices": torch.from_numpy(have), "features": feats}, tmp)
-        tmp.replace(path)
+        with paths.atomic_file(path) as tmp:
+            torch.save({"indices": torch.from_numpy(have), "features": feats}, tmp)
     _MEMORY[path] = (have, feats)
     return feats[torch.from_numpy(np.searchsorted(have, indices))]

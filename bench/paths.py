@@ -8,6 +8,9 @@ Both roots are settings: ``--data-root`` / ``$TRANSFERBENCH_DATA`` (default ``./
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DATA_ENV = "TRANSFERBENCH_DATA"
@@ -36,3 +39,19 @@ def experiment_dir(experiment: str) -> Path:
     path = results_root() / experiment
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary path of its own beside ``path``, renamed onto ``path`` when the block succeeds, removed when not.
+
+    Readers see the old file or the whole new one, never a partial one, and concurrent writers never share a
+    temporary name (the last complete file wins). ``suffix`` keeps an extension writers insist on (``.npz``).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

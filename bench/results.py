@@ -11,10 +11,8 @@ from bench.matrix import Cell
 
 
 def _write(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-    tmp.replace(path)
+    with paths.atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
 def _read(path: Path) -> dict[str, Any] | None:

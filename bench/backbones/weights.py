@@ -56,7 +56,6 @@ def cached_conversion(source: Path, name: str, convert: Callable[[dict[str, torc
     out = paths.cache_dir("weights") / f"{name}-{digest}.pth"
     if not out.is_file():
         converted = convert(torch.load(source, map_location="cpu", weights_only=True))
-        tmp = out.with_suffix(".tmp")
-        torch.save(converted, tmp)
-        tmp.replace(out)
+        with paths.atomic_file(out) as tmp:
+            torch.save(converted, tmp)
     return out

@@ -62,9 +62,8 @@ def read_image_folder_dataset(name: str, folder: Path) -> LoadedDataset:
     else:
         xtr, ytr = _read_image_folder(folder / "train", classes)
         xte, yte = _read_image_folder(folder / "test", classes)
-        tmp = cached.with_suffix(".tmp.npz")
-        np.savez(tmp, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
-        tmp.replace(cached)
+        with paths.atomic_file(cached, suffix=".npz") as tmp:
+            np.savez(tmp, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
     return LoadedDataset(name, "image", classes, xtr, ytr, xte, yte, manifest)
 
 
