@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -161,12 +162,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from bench.runner import run_experiment
 
+        signal.signal(signal.SIGTERM, _terminate)
         if not run_experiment(exp, console):
             return 1
         return _report(exp, console)
     except (config.ConfigError, DatasetMissingError, FileNotFoundError) as e:
         err.print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=True)
         return 2
+    except KeyboardInterrupt as stop:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C while cleaning up stops at once
+        what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        err.print(
+            f"{what}: finished cells and seeds are kept and open MLflow runs were ended as KILLED; "
+            f"`bench run {args.file}` resumes where this stopped",
+            highlight=False,
+            markup=False,
+        )
+        return 143 if isinstance(stop, Terminated) else 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: runs end as KILLED and a rerun resumes."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 if __name__ == "__main__":

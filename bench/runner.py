@@ -25,7 +25,8 @@ from bench.tuning import TuningFailedError, tune
 def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed: int) -> dict[str, Any]:
     """Retrain the best hyperparameters at ``seed``, test, and log the curve and test metrics in one batch."""
     cell = trainer.cell
-    with tracker.child_run(f"{cell.run_name}/seed{seed}", "final", hp, {**cell.tags, "seed": str(seed)}):
+    name, tags = f"{cell.run_name}/seed{seed}", {**cell.tags, "seed": str(seed)}
+    with tracker.child_run(name, "final", hp, tags, reuse=True):  # a seed interrupted earlier keeps its run
         run = trainer.run(hp, seed, test=True)
         metrics = classification_metrics(run.test_pred, run.test_true, trainer.dataset.classes)
         tracker.log_run(run.history, {**_scalars(metrics), **_run_metrics(run)})

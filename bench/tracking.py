@@ -58,17 +58,28 @@ class Tracker:
         return runs[0].info.run_id if runs else None
 
     @contextmanager
+    def _run(self, **start: Any) -> Iterator[None]:
+        """``mlflow.start_run(**start)``, ended KILLED when the process is interrupted (Ctrl-C, SIGTERM), FAILED
+        on an error, FINISHED otherwise."""
+        with self.mlflow.start_run(**start):
+            try:
+                yield
+            except KeyboardInterrupt:
+                self.mlflow.end_run("KILLED")
+                raise
+
+    @contextmanager
     def cell_run(self, cell: Cell, params: dict[str, Any], environment: dict[str, str] | None = None) -> Iterator[None]:
         """The cell's parent run (resumed when a stopped run left it), tagged with the cell and ``environment``."""
         environment = environment or {}
         run_id = self._existing_parent(cell)
         if run_id is not None:
-            with self.mlflow.start_run(run_id=run_id):
+            with self._run(run_id=run_id):
                 self.mlflow.set_tags({f"env.{k}": v for k, v in environment.items()})
                 yield
             return
         tags = {**cell.tags, "stage": "cell", **{f"env.{k}": v for k, v in environment.items()}}
-        with self.mlflow.start_run(run_name=cell.run_name, tags=tags):
+        with self._run(run_name=cell.run_name, tags=tags):
             self.mlflow.log_params(params)
             yield
 
@@ -82,15 +93,36 @@ class Tracker:
             if runs
             else {"run_name": f"{experiment}/summary", "tags": {"stage": "summary"}}
         )
-        with self.mlflow.start_run(**kwargs):
+        with self._run(**kwargs):
             for f in files:
                 self.mlflow.log_artifact(str(f))
 
     @contextmanager
-    def child_run(self, name: str, stage: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[None]:
-        with self.mlflow.start_run(run_name=name, nested=True, tags={**tags, "stage": stage}):
+    def child_run(
+        self, name: str, stage: str, params: dict[str, Any], tags: dict[str, str], reuse: bool = False
+    ) -> Iterator[None]:
+        """A run nested in the active one. With ``reuse``, an unfinished run of the same name and stage under the
+        same parent (left by an interrupted process) is continued instead of starting a duplicate."""
+        earlier = self._unfinished_child(name, stage) if reuse else None
+        if earlier is not None:
+            with self._run(run_id=earlier, nested=True):
+                yield
+            return
+        with self._run(run_name=name, nested=True, tags={**tags, "stage": stage}):
             self.mlflow.log_params(params)
             yield
+
+    def _unfinished_child(self, name: str, stage: str) -> str | None:
+        parent = self.mlflow.active_run().info.run_id
+        runs = self.mlflow.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.mlflow.parentRunId = '{parent}' and tags.stage = '{stage}' "
+                f"and tags.mlflow.runName = '{name}' and attributes.status != 'FINISHED'"
+            ),
+            output_format="list",
+        )
+        return runs[0].info.run_id if runs else None
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.mlflow.log_metrics(metrics, step=step)

@@ -91,7 +91,7 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     pd.testing.assert_frame_equal(pd.read_csv(results_root / "tiny" / "summary.csv"), summary)
 
 
-def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_root, monkeypatch):
+def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_root, monkeypatch, capsys):
     from bench import runner
 
     path = tmp_path / "tiny.yaml"
@@ -107,17 +107,18 @@ def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_
         return real(self, hp, seed, test=test, **kw)
 
     monkeypatch.setattr(runner.CellTrainer, "run", crash_on_second_final)
-    try:
-        main(["run", str(path)])
-    except KeyboardInterrupt:
-        pass
+    assert main(["run", str(path)]) == 130  # Ctrl-C: one line, not a traceback
+    assert "interrupted" in capsys.readouterr().err
     assert (results_root / "tiny" / "cells").is_dir() and not list((results_root / "tiny" / "cells").glob("*.json"))
+    stopped = _runs(results_root)
+    assert set(stopped.status) <= {"FINISHED", "KILLED"} and (stopped.status == "KILLED").sum() == 2  # seed 1, cell
     monkeypatch.setattr(runner.CellTrainer, "run", real)
     tests_before = calls["n"]
     assert main(["run", str(path)]) == 0
     runs = _runs(results_root)
     assert (runs["tags.stage"] == "cell").sum() == 1  # the unfinished parent run was resumed, not duplicated
     assert (runs["tags.stage"] == "trial").sum() == 2
-    finished = runs[(runs["tags.stage"] == "final") & (runs.status == "FINISHED")]
-    assert sorted(finished["tags.seed"]) == ["0", "1"]  # seed 0 was not trained again
+    finals = runs[runs["tags.stage"] == "final"]
+    assert sorted(finals["tags.seed"]) == ["0", "1"] and (finals.status == "FINISHED").all()  # seed 1's run reused
+    assert (runs.status == "FINISHED").all()
     assert tests_before == 2
