@@ -85,10 +85,11 @@ def cached_features(
     """
     path = paths.cache_dir("features") / f"{feature_key(backbone, manifest, pool, digest)}.pt"
     have, feats = _MEMORY.get(path, (np.zeros(0, dtype=np.int64), None))
-    if np.setdiff1d(indices, have).size and path.is_file():
+    missing = np.setdiff1d(indices, have)
+    if len(missing) and path.is_file():  # another process may have computed them since
         stored = torch.load(path, weights_only=True)
         have, feats = stored["indices"].numpy(), stored["features"]
-    missing = np.setdiff1d(indices, have)
+        missing = np.setdiff1d(indices, have)
     if len(missing):
         new = extract(backbone, items, labels, missing, batch_size, device, progress)
         have = np.concatenate([have, missing])

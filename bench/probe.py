@@ -41,9 +41,8 @@ def fit_probe(
     The objective is divided by ``C * n`` (mean cross-entropy + ||W||^2 / (2 C n)): the same minimiser, with a
     gradient tolerance that means the same thing at every ``C`` and training-set size.
     """
-    x = features.detach().to(torch.float64)
-    y = labels.detach().to(torch.long).cpu()
-    x = x.cpu()
+    x = features.detach().to("cpu", torch.float64)
+    y = labels.detach().to("cpu", torch.long)
     mean = x.mean(dim=0)
     std = x.std(dim=0, unbiased=False)
     std = torch.where(std > 1e-12, std, torch.ones_like(std))  # constant features: leave them unscaled

@@ -37,7 +37,7 @@ from bench import config, data, environment, paths
 from bench.inputs import preprocessed
 from bench.matrix import expand
 from bench.tracking import Tracker, tracking_uri
-from bench.train import schedule
+from bench.train import batches_per_epoch, schedule
 from bench.trainer import CellTrainer
 from bench.tuning import TUNING_SEED, tune
 
@@ -95,7 +95,7 @@ def bare_trial(exp: config.Experiment, dataset: data.LoadedDataset, template: to
     model = copy.deepcopy(template)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=True)  # as bench.train
     lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.steps)
-    n_batches = max(1, -(-len(y_train) // t.batch_size))
+    n_batches = batches_per_epoch(len(y_train), t.batch_size)
     step = 0
     while step < plan.steps:
         model.train()
