@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,18 @@ if "TRANSFERBENCH_DATA" not in os.environ and MIRROR.is_dir():
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Decoded datasets and converted weights, keyed by content: safe to share between tests."""
-    return tmp_path_factory.mktemp("cache")
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Decoded datasets and converted weights, keyed by content: safe to share between tests.
+
+    Set for the whole session, so that module-scoped fixtures (which run before each test's own folders are set)
+    never write into the checkout's results/ either.
+    """
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRANSFERBENCH_RESULTS", str(tmp_path_factory.mktemp("session-results")))
+        mp.setenv("TRANSFERBENCH_CACHE", str(cache))
+        yield cache
 
 
 @pytest.fixture(autouse=True)
