@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+WORKERS_ENV = "TRANSFERBENCH_WORKERS"
 EXAMPLES = """\
 examples:
   bench validate experiments/default.yaml     check a file without running anything
@@ -41,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an experiment file's matrix, skipping finished cells")
     r.add_argument("file")
     r.add_argument("--dry-run", action="store_true", help="print the expanded matrix without training")
+    r.add_argument(
+        "--workers",
+        type=_workers,
+        default=os.environ.get(WORKERS_ENV),
+        metavar="N",
+        help="worker processes sharing the matrix (default: $TRANSFERBENCH_WORKERS, else as many as the cores "
+        "hold at training.threads each). Other `bench run` processes on the same results folder share it too: "
+        "every cell and seed is trained once",
+    )
     rep = sub.add_parser("report", help="write results/<experiment>/report.md, plots and summary.csv again")
     rep.add_argument(
         "experiment",
@@ -51,6 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list registered backbones, datasets or strategies")
     lst.add_argument("what", choices=["backbones", "datasets", "strategies"])
     return p
+
+
+def _workers(text: str | None) -> int | None:
+    if text in (None, "", "auto"):
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of workers (1, 2, ...) or 'auto', got {text!r}")
+    return n
 
 
 def _dry_run(exp, console: Console) -> None:
@@ -127,7 +150,9 @@ def _report(exp, console: Console) -> int:
         return 1
     report, summary = write_report(exp.name, records, wall_seconds=sum(r["seconds"] for r in records))
     files = sorted(report.parent.glob("*.png")) + [report, report.parent / "summary.csv"]
-    Tracker(tracking_uri(exp.tracking_uri), exp.name).log_report(exp.name, files)
+    tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
+    tracker.log_comparisons(summary)
+    tracker.log_report(exp.name, files)
     print_summary(summary, console, f"{exp.name}: test accuracy over {exp.seeds} seeds")
     console.print(f"report: {report}   summary: {report.parent / 'summary.csv'}   runs: `make ui` (MLflow)")
     return 0
@@ -144,14 +169,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         console = Console(width=160)
     err = Console(stderr=True, soft_wrap=True)
 
-    from bench import config
+    from bench import config, errors
     from bench.data import DatasetMissingError
 
+    exp = None
     try:
         if args.command == "list":
             _list(args.what, console)
             return 0
         if args.command == "report":
+            _check_results_folder()
             return _report(config.load(_experiment_file(args.experiment)), console)
         exp = config.load(args.file)
         if args.command == "validate":
@@ -160,25 +187,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             _dry_run(exp, console)
             return 0
+        _check_results_folder()
         from bench.runner import run_experiment
 
         signal.signal(signal.SIGTERM, _terminate)
-        if not run_experiment(exp, console):
+        signal.signal(signal.SIGINT, _interrupt)
+        if not run_experiment(exp, console, args.workers):
             return 1
         return _report(exp, console)
     except (config.ConfigError, DatasetMissingError, FileNotFoundError) as e:
-        err.print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=True)
+        _error(err, str(e))
         return 2
     except KeyboardInterrupt as stop:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C while cleaning up stops at once
         what = "terminated" if isinstance(stop, Terminated) else "interrupted"
         err.print(
-            f"{what}: finished cells and seeds are kept and open MLflow runs were ended as KILLED; "
+            f"{what}: {_finished(exp)} kept and open MLflow runs were ended as KILLED; "
             f"`bench run {args.file}` resumes where this stopped",
             highlight=False,
             markup=False,
         )
         return 143 if isinstance(stop, Terminated) else 130
+    except Exception as e:
+        from bench.execution import WorkerError
+        from bench.stores import StoreError
+
+        message = str(e) if isinstance(e, WorkerError | StoreError) else errors.explain(e)
+        if message is None:
+            raise  # not the user's to fix: show where it happened
+        _error(err, message)
+        return 1
+
+
+def _error(err: Console, message: str) -> None:
+    """``error: <message>``, the message printed as it is (brackets in it are text, not markup)."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+
+
+def _check_results_folder() -> None:
+    """The results folder exists or can be created, and can be written: else a ConfigError naming it."""
+    from bench import paths
+    from bench.config import ConfigError
+
+    root = paths.results_root()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--results {root}: not a folder; give a folder (it is created if missing)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with paths.atomic_file(root / ".write-check") as probe:
+            probe.write_text("")
+        (root / ".write-check").unlink()
+    except OSError as e:
+        raise ConfigError(f"--results {root}: cannot write there ({e.strerror}); give a folder you can write") from e
+
+
+def _finished(exp) -> str:
+    """'N of M cells finished' for the interrupted experiment, as far as can be told quickly."""
+    if exp is None:
+        return "finished work is"
+    from bench import results
+    from bench.matrix import expand
+
+    cells = expand(exp)
+    done = sum(results.load_cell(exp.name, c) is not None for c in cells)
+    return f"{done} of {len(cells)} cells finished, and the seeds of unfinished ones, are"
 
 
 class Terminated(KeyboardInterrupt):
@@ -187,6 +259,12 @@ class Terminated(KeyboardInterrupt):
 
 def _terminate(signum: int, frame: object) -> None:
     raise Terminated
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """The first Ctrl-C stops cleanly (runs end KILLED); a second one, while that happens, stops at once."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

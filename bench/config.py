@@ -132,8 +132,12 @@ class TrainingConfig(_Strict):
     evaluations: int = Field(10, ge=1, le=1000, description="validations per run (at most one per epoch)")
     batch_size: int = Field(32, ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    threads: int | None = Field(
-        None, ge=1, le=1024, description="torch threads; default: the CPU cores this process may use"
+    threads: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="torch threads per training run; part of the protocol, since the thread count changes the "
+        "order of float sums and so the results; workers fill the cores (default 1)",
     )
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ Both roots are settings: ``--data-root`` / ``$TRANSFERBENCH_DATA`` (default ``./
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from collections.abc import Iterator
@@ -55,3 +56,22 @@ def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive OS lock on ``path`` for the block; yields whether it was taken (always, when ``blocking``).
+
+    The kernel releases it when the process dies, however it dies, so a lock can never be left behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -45,3 +45,17 @@ def load_seed(experiment: str, cell: Cell, seed: int) -> dict[str, Any] | None:
 
 def save_seed(experiment: str, cell: Cell, seed: int, record: dict[str, Any]) -> None:
     _write(seed_path(experiment, cell, seed), record)
+
+
+def failure_path(experiment: str, cell: Cell) -> Path:
+    return cells_dir(experiment) / f"{cell.key}.failed.json"
+
+
+def save_failure(experiment: str, cell: Cell, run_id: str, message: str) -> None:
+    """Mark ``cell`` failed in run ``run_id``: its other workers move on, and the next ``bench run`` retries it."""
+    _write(failure_path(experiment, cell), {"run_id": run_id, "error": message})
+
+
+def failed_in(experiment: str, cell: Cell, run_id: str) -> bool:
+    record = _read(failure_path(experiment, cell))
+    return record is not None and record["run_id"] == run_id

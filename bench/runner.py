@@ -10,20 +10,21 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from bench import data, environment, results
+from bench import data, execution, results, stores
 from bench.config import Experiment
 from bench.matrix import Cell, expand
 from bench.metrics import classification_metrics
 from bench.plots import confusion_matrix_png
 from bench.tracking import Tracker, tracking_uri
-from bench.trainer import CellTrainer, RunResult, pick_device
-from bench.tuning import TuningFailedError, tune
+from bench.trainer import CellTrainer, RunResult
+from bench.tuning import storage_url, tune
 
 
 def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Retrain the best hyperparameters at ``seed``, test, and log the curve and test metrics in one batch."""
+    """Retrain the best hyperparameters at ``seed``, test, log the curve and test metrics in one batch, and save
+    the seed's record before its run ends (so a FINISHED final run always has its record)."""
     cell = trainer.cell
     name, tags = f"{cell.run_name}/seed{seed}", {**cell.tags, "seed": str(seed)}
     with tracker.child_run(name, "final", hp, tags, reuse=True):  # a seed interrupted earlier keeps its run
@@ -31,13 +32,15 @@ def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed:
         metrics = classification_metrics(run.test_pred, run.test_true, trainer.dataset.classes)
         tracker.log_run(run.history, {**_scalars(metrics), **_run_metrics(run)})
         tracker.mlflow.log_dict(metrics, "test_metrics.json")
-    return {
-        "seed": seed,
-        "val_acc": run.val_acc,
-        "steps": run.steps,
-        "train_counts": trainer.split(seed).train_counts,
-        **metrics,
-    }
+        record = {
+            "seed": seed,
+            "val_acc": run.val_acc,
+            "steps": run.steps,
+            "train_counts": trainer.split(seed).train_counts,
+            **metrics,
+        }
+        results.save_seed(trainer.exp.name, cell, seed, record)
+    return record
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -51,19 +54,16 @@ def _run_metrics(run: RunResult) -> dict[str, float]:
     return {"steps": run.steps, "probe_iterations": run.probe.iterations, "probe_converged": run.probe.converged}
 
 
-def run_cell(
-    trainer: CellTrainer,
-    tracker: Tracker,
-    scratch: dict[str, Any] | None = None,
-    env: dict[str, str] | None = None,
-) -> dict[str, Any]:
+def run_cell(trainer: CellTrainer, tracker: Tracker, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Tune one cell, retrain its best hyperparameters at every final seed, and return its record.
 
-    ``scratch`` is the finished scratch cell at the same backbone, dataset and budget, if any: the parent run
-    then also carries the gain over it (paired by seed). ``env`` (versions, CPU, threads) is tagged and recorded.
+    Call it only while holding the cell's claim: runs and trials a dead process left open are then ended first,
+    and every seed already saved is kept. ``env`` (versions, CPU, threads) is tagged and recorded.
     """
     cell, exp = trainer.cell, trainer.exp
     start = time.perf_counter()
+    saved = {s: r for s in range(exp.seeds) if (r := results.load_seed(exp.name, cell, s)) is not None}
+    tracker.end_orphans(cell, set(saved))
 
     settings = {
         **exp.training.model_dump(exclude={"device", "threads"}),
@@ -75,21 +75,13 @@ def run_cell(
         hp, study = tune(trainer, tracker, trainer.say)
         finals = []
         for seed in range(exp.seeds):
-            record = results.load_seed(exp.name, cell, seed)
-            if record is None:
+            if seed not in saved:
                 trainer.say(f"final seed {seed + 1}/{exp.seeds}")
-                record = final_seed(trainer, tracker, hp, seed)
-                results.save_seed(exp.name, cell, seed, record)
-            finals.append(record)
+            finals.append(saved.get(seed) or final_seed(trainer, tracker, hp, seed))
         accs = [r["test_acc"] for r in finals]
         mean, std = statistics.fmean(accs), (statistics.stdev(accs) if len(accs) > 1 else 0.0)
         f1 = statistics.fmean(r["test_macro_f1"] for r in finals)
-        summary = {"test_acc_mean": mean, "test_acc_std": std, "test_macro_f1_mean": f1}
-        if scratch is not None:
-            summary["gain_over_scratch"] = statistics.fmean(
-                r["test_acc"] - s["test_acc"] for r, s in zip(finals, scratch["seeds"], strict=True)
-            )
-        tracker.log_metrics(summary)
+        tracker.log_metrics({"test_acc_mean": mean, "test_acc_std": std, "test_macro_f1_mean": f1})
         _log_confusion(tracker, cell, finals, trainer.dataset.classes, mean)
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     return {
@@ -115,61 +107,40 @@ def _log_confusion(tracker: Tracker, cell: Cell, finals: list[dict], classes: li
         tracker.log_artifact(confusion_matrix_png(total, classes, title, Path(tmp) / "confusion_matrix.png"))
 
 
-def run_experiment(exp: Experiment, console: Console) -> list[dict[str, Any]]:
-    """Run every unfinished cell of ``exp`` and return the records of all finished cells, in matrix order.
+def run_experiment(exp: Experiment, console: Console, workers: int | None = None) -> list[dict[str, Any]]:
+    """Run every unfinished cell of ``exp`` on ``workers`` local workers (default: as many as the cores hold) and
+    return the records of all finished cells, in matrix order.
 
-    A cell that fails (every trial diverged) is reported and skipped; the rest of the matrix still runs.
+    The stores are created first, once. Any number of ``bench run`` processes may share a results folder: each
+    cell is claimed before it is trained. A cell that fails (every trial diverged) is reported and skipped; the
+    rest of the matrix still runs.
     """
     cells = expand(exp)
     loaded = {name: data.DATASETS.get(name).load() for name in dict.fromkeys(c.dataset for c in cells)}
     cells = expand(exp)  # datasets downloaded just now change their cells' keys
-    environment.set_threads(exp.training.threads)
-    env = environment.describe(str(pick_device(exp.training.device)))
-    tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
-    records, failures, finished = [], [], {}
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        overall = progress.add_task("cells", total=len(cells))
-        current = progress.add_task("", total=None)
-        for cell in cells:
-            record = results.load_cell(exp.name, cell)
-            if record is not None:
-                console.print(f"[dim]finished earlier: {cell.run_name}[/dim]")
-            else:
-                scratch = finished.get((cell.dataset, cell.backbone.label, str(cell.budget), "scratch"))
-                say = _status_line(progress, current, cell)
-                try:
-                    record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset], say), tracker, scratch, env)
-                except TuningFailedError as err:
-                    failures.append(cell)
-                    console.print(f"[red]failed[/red] {err}")
-                    progress.advance(overall)
-                    continue
-                results.save_cell(exp.name, cell, record)
-                console.print(_done_line(cell, record))
-            records.append(record)
-            finished[(cell.dataset, cell.backbone.label, str(cell.budget), cell.strategy)] = record
-            progress.advance(overall)
-        progress.remove_task(current)
+    for line in stores.prepare(tracking_uri(exp.tracking_uri), storage_url(exp.optuna_storage)):
+        console.print(Text(line, style="yellow"))
+    Tracker(tracking_uri(exp.tracking_uri), exp.name)  # the experiment exists before any worker starts
+    todo = [c for c in cells if results.load_cell(exp.name, c) is None]
+    for cell in cells:
+        if cell not in todo:
+            console.print(Text(f"finished earlier: {cell.run_name}", style="dim"))
+    n = execution.workers_for(exp, workers, len(todo))
+    if todo:
+        threads = f"{exp.training.threads} torch thread{'s' if exp.training.threads > 1 else ''} each"
+        console.print(Text(f"{len(todo)} cell(s) to train on {n} worker(s), {threads}"))
+    failures = execution.execute(exp, todo, len(cells), n, console, loaded) if todo else 0
+    records = [r for r in (results.load_cell(exp.name, c) for c in cells) if r is not None]
     if failures:
-        console.print(f"[red]{len(failures)} cell(s) failed[/red]; finished cells are kept, a rerun retries the rest")
+        console.print(
+            Text(f"{failures} cell(s) failed; finished cells are kept, a rerun retries the rest", style="red")
+        )
     return records
 
 
-def _status_line(progress: Progress, task: Any, cell: Cell) -> Any:
-    """A callback showing where ``cell`` is (trial, epoch, features) on the progress display."""
-    return lambda msg: progress.update(task, description=f"{cell.run_name}  {msg}")
-
-
-def _done_line(cell: Cell, record: dict[str, Any]) -> str:
+def done_line(cell: Cell, record: dict[str, Any]) -> str:
     return (
-        f"[green]done[/green] {cell.run_name}: test acc {100 * record['test_acc_mean']:.1f} "
+        f"{cell.run_name}: test acc {100 * record['test_acc_mean']:.1f} "
         f"± {100 * record['test_acc_std']:.1f} % over {len(record['seeds'])} seeds "
         f"({record['trials_complete']} trials completed, {record['trials_pruned']} pruned, {record['seconds']:.0f} s)"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -39,15 +40,55 @@ class Tracker:
         paths.results_root().mkdir(parents=True, exist_ok=True)
         self.mlflow = mlflow
         mlflow.set_tracking_uri(uri)
-        existing = mlflow.get_experiment_by_name(experiment)
-        if existing is None:
-            # beside the sqlite store, artifacts go under results/ too (MLflow's default is ./mlruns)
-            local = uri.startswith("sqlite:")
-            artifacts = (paths.results_root() / "artifacts").resolve().as_uri() if local else None
-            self.experiment_id = mlflow.create_experiment(experiment, artifact_location=artifacts)
-        else:
-            self.experiment_id = existing.experiment_id
+        self.experiment_id = self._experiment(uri, experiment)
         mlflow.set_experiment(experiment_id=self.experiment_id)
+
+    def _experiment(self, uri: str, name: str) -> str:
+        """The experiment's id, created if missing (by whichever of several starting processes comes first)."""
+        from mlflow.exceptions import MlflowException
+
+        existing = self.mlflow.get_experiment_by_name(name)
+        if existing is not None:
+            return existing.experiment_id
+        # beside the sqlite store, artifacts go under results/ too (MLflow's default is ./mlruns)
+        local = uri.startswith("sqlite:")
+        artifacts = (paths.results_root() / "artifacts").resolve().as_uri() if local else None
+        try:
+            return self.mlflow.create_experiment(name, artifact_location=artifacts)
+        except MlflowException:
+            existing = self.mlflow.get_experiment_by_name(name)
+            if existing is None:
+                raise
+            return existing.experiment_id
+
+    def end_orphans(self, cell: Cell, finished_seeds: set[int]) -> None:
+        """End the runs of ``cell`` that a dead process left RUNNING: KILLED, or FINISHED for a final seed whose
+        record was saved. Only the holder of the cell's claim calls this, so no live process owns such a run."""
+        client = self.mlflow.MlflowClient()
+        runs = self.mlflow.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.cell_key = '{cell.key}' and attributes.status = 'RUNNING'",
+            output_format="list",
+        )
+        for run in runs:
+            tags = run.data.tags
+            saved = tags.get("stage") == "final" and int(tags.get("seed", -1)) in finished_seeds
+            client.set_terminated(run.info.run_id, "FINISHED" if saved else "KILLED")
+
+    def log_comparisons(self, summary: Any) -> None:
+        """Each cell's gain over scratch (a row of the report's summary) on its parent run, where it is missing
+        or changed: cells finish in any order, so this is logged once both cells of a pair exist."""
+        client = self.mlflow.MlflowClient()
+        parents = self.mlflow.search_runs(
+            [self.experiment_id], filter_string="tags.stage = 'cell'", output_format="list", max_results=50_000
+        )
+        by_key = {run.data.tags.get("cell_key"): run for run in parents}
+        for row in summary.itertuples():
+            run = by_key.get(row.cell_key)
+            gain = float(row.gain_over_scratch)
+            if run is None or math.isnan(gain) or run.data.metrics.get("gain_over_scratch") == gain:
+                continue
+            client.log_metric(run.info.run_id, "gain_over_scratch", gain)
 
     def _existing_parent(self, cell: Cell) -> str | None:
         runs = self.mlflow.search_runs(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from collections.abc import Callable
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -37,13 +37,14 @@ def storage_url(configured: str | None) -> str:
 def _storage(url: str) -> optuna.storages.RDBStorage:
     """One connection pool per storage URL and process (opening one checks the schema: not free)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
-    return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+    connect_args = {"timeout": 60} if url.startswith("sqlite") else {}  # wait for other workers' writes
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args})
 
 
 def open_study(cell: Cell, exp: Experiment) -> optuna.Study:
+    """The cell's study. Only the holder of the cell's claim opens it, so a trial still RUNNING belongs to a process
+    that died: it is failed at once, and the trial it was is drawn again."""
     storage = _storage(storage_url(exp.optuna_storage))
-    n = exp.tuning.n_trials
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
         if exp.tuning.pruner == "median"
@@ -54,11 +55,21 @@ def open_study(cell: Cell, exp: Experiment) -> optuna.Study:
         storage=storage,
         load_if_exists=True,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(n_startup_trials=max(1, n // 2), seed=exp.tuning.sampler_seed),
         pruner=pruner,
     )
-    optuna.storages.fail_stale_trials(study)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     return study
+
+
+def sampler(exp: Experiment, done: int) -> optuna.samplers.TPESampler:
+    """The sampler that draws a cell's trial number ``done`` (counting completed and pruned ones only).
+
+    Seeded by that number, it draws the same point over the same history however many times the run was
+    interrupted before, so a resumed cell tunes exactly as an uninterrupted one.
+    """
+    seed = int(np.random.SeedSequence([exp.tuning.sampler_seed, done]).generate_state(1)[0])
+    return optuna.samplers.TPESampler(n_startup_trials=max(1, exp.tuning.n_trials // 2), seed=seed)
 
 
 def tune(
@@ -105,9 +116,9 @@ def tune(
             raise outcome
         return result.val_acc
 
-    done = len(study.get_trials(deepcopy=False, states=COUNTED))
-    if done < n_trials:
-        study.optimize(objective, n_trials=n_trials - done)
+    while (done := len(study.get_trials(deepcopy=False, states=COUNTED))) < n_trials:
+        study.sampler = sampler(exp, done)
+        study.optimize(objective, n_trials=1)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise TuningFailedError(
             f"{cell.run_name}: none of {n_trials} trials completed (diverged or pruned); "

@@ -35,6 +35,7 @@ def results_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cache: 
     monkeypatch.setenv("TRANSFERBENCH_RESULTS", str(root))
     monkeypatch.setenv("TRANSFERBENCH_CACHE", str(shared_cache))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("TRANSFERBENCH_WORKERS", "1")  # cells train in the test's process, unless a test asks
     return root
 
 

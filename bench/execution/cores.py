@@ -1,0 +1,46 @@
+"""Cores of this machine, shared by every transferbench process on it: a worker trains only on cores it holds.
+
+Torch threads that outnumber the cores slow everything down (on 2 cores, a second busy process makes torch
+10x slower), so each core is a lock file in the system's temporary folder and a worker holds one per torch
+thread while it trains a cell. A second ``bench run`` started beside a first one waits for cores instead of
+competing for them; the kernel drops the locks of a process that dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from bench import environment, paths
+
+POLL_SECONDS = 1.0
+
+
+def _folder() -> Path:
+    return Path(tempfile.gettempdir()) / "transferbench-cores"
+
+
+@contextlib.contextmanager
+def hold(threads: int, waiting: Callable[[str], None] = lambda msg: None) -> Iterator[int]:
+    """Hold ``threads`` cores of this machine (at most all of them), waiting while others hold them; torch then
+    uses that many threads. Yields the number held."""
+    cores = environment.available_cores()
+    want = max(1, min(threads, cores))
+    folder = _folder()
+    while True:
+        with contextlib.ExitStack() as stack:
+            held = 0
+            for i in range(cores):
+                if stack.enter_context(paths.file_lock(folder / f"core{i}.lock", blocking=False)):
+                    held += 1
+                    if held == want:
+                        break
+            if held == want:
+                environment.set_threads(want)
+                yield want
+                return
+        waiting(f"waiting for {want} free core(s): other transferbench processes hold them")
+        time.sleep(POLL_SECONDS)

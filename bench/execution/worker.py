@@ -1,0 +1,95 @@
+"""A worker: claim an unfinished cell, train it on cores it holds, save its record; until no cell is left.
+
+The same loop runs in the ``bench run`` process itself or in each of ``--workers N`` processes, and any number
+of ``bench run`` processes on one results folder split the matrix through the claims. A cell that another
+worker holds is waited for, and taken over if its holder dies, so every worker returns only when every cell is
+finished or failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench import data, environment, results
+from bench.config import Experiment
+from bench.execution import cores
+from bench.execution.claims import Claims
+from bench.matrix import Cell
+from bench.tracking import Tracker, tracking_uri
+from bench.trainer import CellTrainer, pick_device
+from bench.tuning import TuningFailedError, storage_url
+
+WAIT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a worker tells the display: ``status`` (where it is), ``done`` or ``failed`` (a cell ended)."""
+
+    kind: str
+    worker: int
+    text: str
+    record: dict[str, Any] | None = None
+
+
+def work(
+    exp: Experiment,
+    cells: list[Cell],
+    worker: int,
+    emit: Callable[[Event], None],
+    run_id: str,
+    loaded: dict[str, data.LoadedDataset] | None = None,
+) -> None:
+    """Train every cell of ``cells`` that nobody has finished, failed in run ``run_id``, or holds alive."""
+    claims = Claims(storage_url(exp.optuna_storage))
+    tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
+    loaded = {} if loaded is None else loaded
+    while True:
+        pending = [c for c in cells if not _settled(exp, c, run_id)]
+        if not pending:
+            return
+        cell = next((c for c in pending if claims.try_claim(c.key)), None)
+        if cell is None:
+            emit(Event("status", worker, f"waiting for {len(pending)} cell(s) that other workers are training"))
+            time.sleep(WAIT_SECONDS)
+            continue
+        try:
+            if not _settled(exp, cell, run_id):  # it may have finished between the look and the claim
+                _train(exp, cell, worker, emit, run_id, tracker, loaded)
+        finally:
+            claims.release(cell.key)
+
+
+def _settled(exp: Experiment, cell: Cell, run_id: str) -> bool:
+    return results.load_cell(exp.name, cell) is not None or results.failed_in(exp.name, cell, run_id)
+
+
+def _train(
+    exp: Experiment,
+    cell: Cell,
+    worker: int,
+    emit: Callable[[Event], None],
+    run_id: str,
+    tracker: Tracker,
+    loaded: dict[str, data.LoadedDataset],
+) -> None:
+    from bench.runner import done_line, run_cell
+
+    def say(msg: str) -> None:
+        emit(Event("status", worker, f"{cell.run_name}  {msg}"))
+
+    with cores.hold(exp.training.threads, say):
+        if cell.dataset not in loaded:
+            loaded[cell.dataset] = data.DATASETS.get(cell.dataset).load()
+        env = environment.describe(str(pick_device(exp.training.device)))
+        try:
+            record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset], say), tracker, env)
+        except TuningFailedError as err:
+            results.save_failure(exp.name, cell, run_id, str(err))
+            emit(Event("failed", worker, str(err)))
+            return
+    results.save_cell(exp.name, cell, record)
+    emit(Event("done", worker, done_line(cell, record), record))

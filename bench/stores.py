@@ -1,0 +1,109 @@
+"""The MLflow and Optuna stores: created once, before any work, in a way no kill can leave half-made.
+
+A local sqlite store is built under a temporary name and renamed into place, while an exclusive lock keeps every
+other process out: a reader finds no store or a whole one, and two runs started together never migrate a schema
+at once. A store found unusable is rebuilt when it holds nothing (moved aside, never deleted) and otherwise
+reported with the command that upgrades it. Servers (an MLflow tracking server, PostgreSQL) are opened as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import paths
+
+log = logging.getLogger(__name__)
+
+SQLITE = "sqlite:///"
+
+
+class StoreError(RuntimeError):
+    """A store that exists, holds results and cannot be opened: the message says how to fix it."""
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` URI, else None."""
+    return Path(uri[len(SQLITE) :]) if uri.startswith(SQLITE) else None
+
+
+def prepare(tracking_uri: str, optuna_url: str) -> list[str]:
+    """Create or check both stores; return what was repaired (one line each), for the caller to show."""
+    repaired = [_prepare(tracking_uri, _build_mlflow, "runs", "mlflow db upgrade")]
+    repaired.append(_prepare(optuna_url, _build_optuna, "trials", "optuna storage upgrade --storage"))
+    return [line for line in repaired if line]
+
+
+def _prepare(uri: str, build: Callable[[str], None], table: str, upgrade: str) -> str | None:
+    path = sqlite_path(uri)
+    if path is None:
+        build(uri)  # a server or a server database: it has its own locking, and creating its tables is idempotent
+        return None
+    with paths.file_lock(path.with_name(f".{path.name}.lock")):
+        for stale in path.parent.glob(f".{path.name}.*.tmp*"):  # a build killed earlier (we hold the lock)
+            stale.unlink(missing_ok=True)
+        repaired = None
+        if path.exists():
+            try:
+                build(uri)  # opening checks the schema
+                return None
+            except Exception as err:  # noqa: BLE001 - any failure to open is reported or repaired below
+                if _rows(path, table):
+                    raise StoreError(
+                        f"{path} holds results but cannot be opened ({_first_line(err)}). Back it up, then run "
+                        f"`{upgrade} {uri}`, or move it aside to start a new store"
+                    ) from err
+                aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+                path.rename(aside)
+                repaired = f"{path} was half-created by a process that was killed: moved aside to {aside}, rebuilt"
+        with paths.atomic_file(path) as tmp:
+            build(f"{SQLITE}{tmp}")
+            with sqlite3.connect(tmp) as db:  # readers (the MLflow UI) never block writers, nor writers readers
+                db.execute("PRAGMA journal_mode=WAL")
+        return repaired
+
+
+def _rows(path: Path, table: str) -> int:
+    """Rows in ``table`` of a sqlite file, 0 when the table (or a readable file) is missing."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def _build_mlflow(uri: str) -> None:
+    """Open (creating or checking the schema of) an MLflow store; servers are checked by their first request."""
+    if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for name in ("alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    artifacts = (paths.results_root() / "artifacts").resolve().as_uri()
+    SqlAlchemyStore(uri, artifacts)
+    engine = SqlAlchemyStore._engine_map.pop(uri, None)  # MLflow caches one engine per URI: close this one
+    if engine is not None:
+        engine.dispose()
+
+
+def _build_optuna(url: str) -> None:
+    """Open (creating or checking the schema of) an Optuna storage, with the cell claims table beside it."""
+    import optuna
+    import sqlalchemy
+
+    from bench.execution.claims import create_table
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(url)
+    storage.engine.dispose()
+    engine = sqlalchemy.create_engine(url)
+    create_table(engine)
+    engine.dispose()
