@@ -88,10 +88,12 @@ def _build_mlflow(uri: str) -> None:
     for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
     artifacts = (paths.results_root() / "artifacts").resolve().as_uri()
-    SqlAlchemyStore(uri, artifacts)
-    engine = SqlAlchemyStore._engine_map.pop(uri, None)  # MLflow caches one engine per URI: close this one
-    if engine is not None:
-        engine.dispose()
+    try:
+        SqlAlchemyStore(uri, artifacts)
+    finally:
+        engine = SqlAlchemyStore._engine_map.pop(uri, None)  # MLflow caches one engine per URI: close this one
+        if engine is not None:
+            engine.dispose()
 
 
 def _build_optuna(url: str) -> None:
@@ -102,8 +104,7 @@ def _build_optuna(url: str) -> None:
     from bench.execution.claims import create_table
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(url)
-    storage.engine.dispose()
+    optuna.storages.RDBStorage(url).engine.dispose()
     engine = sqlalchemy.create_engine(url)
     create_table(engine)
     engine.dispose()

@@ -37,8 +37,10 @@ class Tracker:
 
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # store errors: reported once, by us
         paths.results_root().mkdir(parents=True, exist_ok=True)
         self.mlflow = mlflow
+        self._open: set[str] = set()  # runs this process started and has not ended yet
         mlflow.set_tracking_uri(uri)
         self.experiment_id = self._experiment(uri, experiment)
         mlflow.set_experiment(experiment_id=self.experiment_id)
@@ -62,18 +64,21 @@ class Tracker:
             return existing.experiment_id
 
     def end_orphans(self, cell: Cell, finished_seeds: set[int]) -> None:
-        """End the runs of ``cell`` that a dead process left RUNNING: KILLED, or FINISHED for a final seed whose
-        record was saved. Only the holder of the cell's claim calls this, so no live process owns such a run."""
+        """End the runs of ``cell`` that a dead or interrupted process left open: KILLED, or FINISHED for a final
+        seed whose record was saved (the interrupt came as its run was ending). Only the holder of the cell's
+        claim calls this, so no live process owns such a run."""
         client = self.mlflow.MlflowClient()
         runs = self.mlflow.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.cell_key = '{cell.key}' and attributes.status = 'RUNNING'",
+            filter_string=f"tags.cell_key = '{cell.key}' and attributes.status != 'FINISHED'",
             output_format="list",
         )
         for run in runs:
             tags = run.data.tags
-            saved = tags.get("stage") == "final" and int(tags.get("seed", -1)) in finished_seeds
-            client.set_terminated(run.info.run_id, "FINISHED" if saved else "KILLED")
+            if tags.get("stage") == "final" and int(tags.get("seed", -1)) in finished_seeds:
+                client.set_terminated(run.info.run_id, "FINISHED")
+            elif run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
 
     def log_comparisons(self, summary: Any) -> None:
         """Each cell's gain over scratch (a row of the report's summary) on its parent run, where it is missing
@@ -102,12 +107,30 @@ class Tracker:
     def _run(self, **start: Any) -> Iterator[None]:
         """``mlflow.start_run(**start)``, ended KILLED when the process is interrupted (Ctrl-C, SIGTERM), FAILED
         on an error, FINISHED otherwise."""
-        with self.mlflow.start_run(**start):
-            try:
-                yield
-            except KeyboardInterrupt:
-                self.mlflow.end_run("KILLED")
-                raise
+        run_id = self.mlflow.start_run(**start).info.run_id
+        self._open.add(run_id)
+        status = "FAILED"
+        try:
+            yield
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self.mlflow.end_run(status)
+            self._open.discard(run_id)
+
+    def end_open_runs(self) -> None:
+        """After an interrupt: end as KILLED every run this process left RUNNING, wherever the interrupt landed
+        (even inside MLflow's own start or end of a run)."""
+        client = self.mlflow.MlflowClient()
+        while self.mlflow.active_run() is not None:
+            self._open.add(self.mlflow.active_run().info.run_id)
+            self.mlflow.end_run("KILLED")
+        for run_id in self._open:
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, "KILLED")
+        self._open.clear()
 
     @contextmanager
     def cell_run(self, cell: Cell, params: dict[str, Any], environment: dict[str, str] | None = None) -> Iterator[None]:

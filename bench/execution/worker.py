@@ -47,20 +47,21 @@ def work(
     claims = Claims(storage_url(exp.optuna_storage))
     tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
     loaded = {} if loaded is None else loaded
-    while True:
-        pending = [c for c in cells if not _settled(exp, c, run_id)]
-        if not pending:
-            return
-        cell = next((c for c in pending if claims.try_claim(c.key)), None)
-        if cell is None:
-            emit(Event("status", worker, f"waiting for {len(pending)} cell(s) that other workers are training"))
-            time.sleep(WAIT_SECONDS)
-            continue
-        try:
-            if not _settled(exp, cell, run_id):  # it may have finished between the look and the claim
-                _train(exp, cell, worker, emit, run_id, tracker, loaded)
-        finally:
-            claims.release(cell.key)
+    try:
+        while pending := [c for c in cells if not _settled(exp, c, run_id)]:
+            cell = next((c for c in pending if claims.try_claim(c.key)), None)
+            if cell is None:
+                emit(Event("status", worker, f"waiting for {len(pending)} cell(s) that other workers are training"))
+                time.sleep(WAIT_SECONDS)
+                continue
+            try:
+                if not _settled(exp, cell, run_id):  # it may have finished between the look and the claim
+                    _train(exp, cell, worker, emit, run_id, tracker, loaded)
+            finally:
+                claims.release(cell.key)
+    except KeyboardInterrupt:
+        tracker.end_open_runs()
+        raise
 
 
 def _settled(exp: Experiment, cell: Cell, run_id: str) -> bool:

@@ -1,0 +1,61 @@
+"""Claims on cells and cores of the machine: taken atomically, released by death, never held twice."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import sqlalchemy as sa
+
+from bench import environment, paths
+from bench.execution import claims, cores
+from bench.execution.claims import Claims
+
+
+def _url(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    claims.create_table(sa.create_engine(url))
+    return url
+
+
+def _set_owner(url: str, key: str, owner: str, expires: float) -> None:
+    with sa.create_engine(url).begin() as c:
+        c.execute(sa.delete(claims._claims).where(claims._claims.c.key == key))
+        c.execute(sa.insert(claims._claims).values(key=key, owner=owner, expires=expires))
+
+
+def test_a_claim_is_held_by_one_owner_until_released(tmp_path):
+    url = _url(tmp_path)
+    first, second = Claims(url), Claims(url)
+    assert first.try_claim("cell") and not second.try_claim("cell")
+    assert first.try_claim("cell")  # its own claim, renewed
+    assert second.holder("cell") == first.owner
+    first.release("cell")
+    assert second.try_claim("cell") and not first.try_claim("cell")
+
+
+def test_a_dead_process_on_this_machine_loses_its_claim_at_once(tmp_path):
+    url = _url(tmp_path)
+    _set_owner(url, "cell", f"{socket.gethostname()}/999999999/dead", time.time() + 3600)
+    assert Claims(url).try_claim("cell")
+
+
+def test_a_claim_from_another_machine_holds_until_its_lease_expires(tmp_path):
+    url = _url(tmp_path)
+    _set_owner(url, "cell", "elsewhere/1/x", time.time() + 3600)
+    assert not Claims(url).try_claim("cell")
+    _set_owner(url, "cell", "elsewhere/1/x", time.time() - 1)
+    assert Claims(url).try_claim("cell")
+
+
+def test_cores_are_held_across_processes_and_set_the_torch_threads(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(cores, "_folder", lambda: tmp_path)
+    n = environment.available_cores()
+    with cores.hold(n) as held:
+        assert held == n and torch.get_num_threads() == n
+        with paths.file_lock(tmp_path / "core0.lock", blocking=False) as free:
+            assert not free  # another holder (even another open of the file) finds it taken
+    with paths.file_lock(tmp_path / "core0.lock", blocking=False) as free:
+        assert free

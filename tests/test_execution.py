@@ -1,0 +1,238 @@
+"""Exactly once, whatever happens: kills at any moment, two runs at once, Ctrl-C, a worker pool, a full disk.
+
+Each test runs the real command line in subprocesses on a tiny real matrix, kills or interrupts it where it
+hurts, reruns it, and checks the stores: one parent run per cell, one FINISHED final run per (cell, seed),
+nothing left RUNNING, and the same summary as a run nobody interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import tiny_experiment
+
+SEEDS, TRIALS, CELLS = 2, 2, 3
+
+
+def _bench(results: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "bench", "--results", str(results), *args]
+
+
+def _start(results: Path, exp_file: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "TRANSFERBENCH_WORKERS": "1"}
+    return subprocess.Popen(
+        _bench(results, "run", str(exp_file), *extra),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _wait_for(predicate, timeout: float = 120, poll: float = 0.002) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return False
+
+
+@pytest.fixture(scope="module")
+def exp_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("exp") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(exp_file, tmp_path_factory) -> pd.DataFrame:
+    """The summary of a run nobody interrupted."""
+    results = tmp_path_factory.mktemp("reference")
+    rc, out, err = _finish(_start(results, exp_file))
+    assert rc == 0, err
+    return pd.read_csv(results / "tiny" / "summary.csv")
+
+
+def _query(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        return c.execute(sql).fetchall()
+
+
+def _assert_exactly_once(results: Path) -> None:
+    """One parent run per cell, one FINISHED final run per (cell, seed), n_trials counted trials per study, and no
+    run or trial left RUNNING."""
+    runs = pd.DataFrame(
+        _query(
+            results / "mlflow.db",
+            "SELECT r.run_uuid, r.status, s.value, c.value, d.value FROM runs r "
+            "JOIN tags s ON s.run_uuid = r.run_uuid AND s.key = 'stage' "
+            "LEFT JOIN tags c ON c.run_uuid = r.run_uuid AND c.key = 'cell_key' "
+            "LEFT JOIN tags d ON d.run_uuid = r.run_uuid AND d.key = 'seed'",
+        ),
+        columns=["run", "status", "stage", "cell", "seed"],
+    )
+    assert "RUNNING" not in set(runs.status)
+    parents = runs[runs.stage == "cell"]
+    assert len(parents) == CELLS and parents.cell.is_unique and (parents.status == "FINISHED").all()
+    finals = runs[(runs.stage == "final") & (runs.status == "FINISHED")]
+    assert len(finals) == CELLS * SEEDS and not finals.duplicated(["cell", "seed"]).any()
+    trials = _query(results / "optuna.db", "SELECT study_id, state FROM trials")
+    assert "RUNNING" not in {state for _, state in trials}
+    counted = pd.DataFrame(trials, columns=["study", "state"]).query("state in ('COMPLETE', 'PRUNED')")
+    assert (counted.groupby("study").size() == TRIALS).all() and counted.study.nunique() == CELLS
+
+
+def _no_temporaries(results: Path) -> None:
+    assert not [p for p in results.rglob("*") if ".tmp" in p.name], "temporary files left behind"
+
+
+def test_kill_9_at_several_moments_then_rerun_gives_the_uninterrupted_summary(exp_file, reference, tmp_path):
+    results = tmp_path / "results"
+    cells = results / "tiny" / "cells"
+    moments = {
+        "while the MLflow store is being created": lambda: any(results.glob(".mlflow.db.*.tmp")),
+        "during the first cell's final seeds": lambda: any(cells.glob("*/seed0.json")),
+        "in the second cell's trials": lambda: len(list(cells.glob("*.json"))) == 1,
+    }
+    for moment, reached in moments.items():
+        proc = _start(results, exp_file)
+        hit = _wait_for(lambda reached=reached, proc=proc: reached() or proc.poll() is not None)
+        assert hit and proc.poll() is None, f"the run ended before the moment '{moment}'"
+        time.sleep(0.5 if "trials" in moment else 0)
+        proc.kill()
+        proc.wait()
+    rc, out, err = _finish(_start(results, exp_file))
+    assert rc == 0, err
+    pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
+    _assert_exactly_once(results)
+    _no_temporaries(results)
+
+
+def test_two_runs_started_at_once_split_the_matrix_and_both_succeed(exp_file, reference, tmp_path):
+    results = tmp_path / "results"
+    first, second = _start(results, exp_file), _start(results, exp_file)
+    (rc1, out1, err1), (rc2, out2, err2) = _finish(first), _finish(second)
+    assert (rc1, rc2) == (0, 0), err1 + err2
+    assert out1.count("done ") + out2.count("done ") == CELLS  # each cell trained by one of them
+    pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
+    _assert_exactly_once(results)
+
+
+def test_ctrl_c_during_a_final_seed_ends_runs_killed_and_the_rerun_reuses_them(exp_file, reference, tmp_path):
+    results = tmp_path / "results"
+    proc = _start(results, exp_file)
+    assert _wait_for(lambda: any((results / "tiny" / "cells").glob("*/seed0.json")) or proc.poll() is not None)
+    proc.send_signal(signal.SIGINT)  # seed 1 of the first cell is training
+    rc, out, err = _finish(proc)
+    assert rc == 130
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "interrupted: 0 of 3 cells finished" in err and "resumes" in err
+    status = {s for (s,) in _query(results / "mlflow.db", "SELECT status FROM runs")}
+    assert "RUNNING" not in status and "KILLED" in status
+    rc, out, err = _finish(_start(results, exp_file))
+    assert rc == 0, err
+    pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
+    _assert_exactly_once(results)
+
+
+def _children(pid: int) -> list[int]:
+    """Worker processes of ``pid`` (spawned interpreters, not multiprocessing's resource tracker)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().split(")")[-1].split()[1]) == pid:
+                if b"spawn_main" in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds worker processes through /proc (Linux)")
+def test_two_workers_give_the_single_worker_summary_and_a_killed_worker_is_replaced(exp_file, reference, tmp_path):
+    results = tmp_path / "results"
+    proc = _start(results, exp_file, "--workers", "2")
+    assert _wait_for(lambda: any((results / "tiny" / "cells").glob("*/seed0.json")) or proc.poll() is not None)
+    workers = _children(proc.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    rc, out, err = _finish(proc)
+    assert rc == 0, err
+    assert "died (exit code -9); a new one takes its cell over" in out
+    pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
+    _assert_exactly_once(results)
+
+
+def _in_small_tmpfs(results: Path, size: str, command: list[str], read_only: bool = False) -> subprocess.Popen:
+    """``command`` in a private mount namespace where ``results`` is a tmpfs of ``size`` (a disk that fills)."""
+    results.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    script = f'mount -t tmpfs -o {options} tmpfs {results} && exec "$@"'
+    return subprocess.Popen(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", *command],
+        env={**os.environ, "TRANSFERBENCH_WORKERS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _can_mount_tmpfs(tmp_path: Path) -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", f"mount -t tmpfs tmpfs {tmp_path}"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.parametrize("size", ["300k", "1600k"])  # while creating the stores; while training
+def test_a_full_disk_gives_one_error_line_and_leaves_no_temporary_files(exp_file, tmp_path, size):
+    if not _can_mount_tmpfs(tmp_path):
+        pytest.skip("needs `unshare` and user namespaces to mount a small tmpfs as the results folder")
+    results = tmp_path / "results"
+    script = f"{_bench_command(results, exp_file)}; rc=$?; find {results} -name '*.tmp*'; exit $rc"
+    proc = _in_small_tmpfs(results, size, ["sh", "-c", script])
+    rc, out, err = _finish(proc)
+    lines = err.strip().splitlines()
+    assert rc == 1, err
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write") and "no space left" in lines[0], err
+    assert "resumes" in lines[0]
+    assert ".tmp" not in out  # what `find` printed
+
+
+def _bench_command(results: Path, exp_file: Path) -> str:
+    return " ".join(_bench(results, "run", str(exp_file)))
+
+
+def test_a_results_folder_that_cannot_be_written_is_refused_before_any_work(exp_file, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    rc = subprocess.run(_bench(not_a_folder, "run", str(exp_file)), capture_output=True, text=True)
+    assert rc.returncode == 2 and rc.stderr.strip() == f"error: --results {not_a_folder}: not a folder; give a " + (
+        "folder (it is created if missing)"
+    )
+    if not _can_mount_tmpfs(tmp_path):
+        pytest.skip("needs `unshare` and user namespaces to mount a read-only results folder")
+    proc = _in_small_tmpfs(tmp_path / "ro", "1m", _bench(tmp_path / "ro", "run", str(exp_file)), read_only=True)
+    rc, out, err = _finish(proc)
+    assert rc == 2 and err.strip().splitlines() == [
+        f"error: --results {tmp_path / 'ro'}: cannot write there (Read-only file system); give a folder you can write"
+    ]
