@@ -31,6 +31,7 @@ test: install  ## the test suite (pytest's exit code 5, "no tests collected", is
 perf: install  ## timing benchmarks, as ratios against a baseline measured in the same run (medians)
 	$(BIN)/python benchmarks/feature_cache.py
 	$(BIN)/python benchmarks/harness.py
+	$(BIN)/python benchmarks/workers.py
 
 lint: install
 	$(BIN)/ruff check bench tests

@@ -188,11 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             _dry_run(exp, console)
             return 0
         _check_results_folder()
+        busy = _yield_if_busy(console)
         from bench.runner import run_experiment
 
         signal.signal(signal.SIGTERM, _terminate)
         signal.signal(signal.SIGINT, _interrupt)
-        if not run_experiment(exp, console, args.workers):
+        if not run_experiment(exp, console, args.workers or (1 if busy else None)):
             return 1
         return _report(exp, console)
     except (config.ConfigError, DatasetMissingError, FileNotFoundError) as e:
@@ -222,6 +223,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _error(err: Console, message: str) -> None:
     """``error: <message>``, the message printed as it is (brackets in it are text, not markup)."""
     err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+
+
+def _yield_if_busy(console: Console) -> bool:
+    """A run started while other transferbench processes train on every core of this machine runs at idle CPU
+    priority (Linux's SCHED_IDLE, else nice 19): its start-up and bookkeeping then take only idle time, so it
+    never slows down the runs already going, and it trains cells as cores free up. True when that is so."""
+    from bench.execution import cores
+
+    if not cores.all_taken():
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
+    console.print(
+        "every core is training for another transferbench process: this run shares the matrix with it, "
+        "taking cells as cores free up, at idle CPU priority"
+    )
+    return True
 
 
 def _check_results_folder() -> None:

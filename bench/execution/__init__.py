@@ -40,5 +40,5 @@ def execute(
         if workers == 1:
             work(exp, cells, 0, display.handle, run_id, loaded)
         else:
-            run_pool(exp, cells, workers, display, run_id)
+            run_pool(exp, cells, workers, display, run_id, loaded)
     return display.failures

@@ -44,3 +44,13 @@ def hold(threads: int, waiting: Callable[[str], None] = lambda msg: None) -> Ite
                 return
         waiting(f"waiting for {want} free core(s): other transferbench processes hold them")
         time.sleep(POLL_SECONDS)
+
+
+def all_taken() -> bool:
+    """Whether other processes hold every core of this machine right now."""
+    folder = _folder()
+    for i in range(environment.available_cores()):
+        with paths.file_lock(folder / f"core{i}.lock", blocking=False) as free:
+            if free:
+                return False
+    return True

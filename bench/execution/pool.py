@@ -1,19 +1,24 @@
-"""``--workers N``: N processes on this machine share the matrix through the claims; this process shows them.
+"""``--workers N``: N workers on this machine share the matrix through the claims; this process is one of them,
+and shows them all.
 
-Workers are spawned (fresh interpreters: no inherited torch thread pools or open database handles) and report
+The others are spawned (fresh interpreters: no inherited torch thread pools or open database handles) and report
 over a queue. A worker that dies (killed, out of memory) is replaced, and its cell, whose claim died with it, is
-taken over. An error a worker cannot recover from (disk full) stops the pool and is raised here once.
+taken over. An error a worker cannot recover from (a full disk, a bug) stops every worker, as it would stop a
+single process, and is raised here once.
 """
 
 from __future__ import annotations
 
+import _thread
 import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
 import traceback
 from typing import Any
 
+from bench import data
 from bench.config import Experiment
 from bench.execution.progress import Display
 from bench.execution.worker import Event, work
@@ -28,52 +33,80 @@ class WorkerError(RuntimeError):
     """A worker stopped on an error; the message is the worker's."""
 
 
-def run_pool(exp: Experiment, cells: list[Cell], workers: int, display: Display, run_id: str) -> None:
-    """Run ``cells`` on ``workers`` processes until every one is finished or failed."""
+def run_pool(
+    exp: Experiment,
+    cells: list[Cell],
+    workers: int,
+    display: Display,
+    run_id: str,
+    loaded: dict[str, data.LoadedDataset],
+) -> None:
+    """Run ``cells`` on ``workers`` workers until every one is finished or failed: this process is the first
+    (it starts training at once, with its datasets loaded), spawned processes are the others."""
     ctx = mp.get_context("spawn")
     events: Any = ctx.Queue()
-    procs = {i: _start(ctx, exp, cells, i, events, run_id) for i in range(workers)}
-    replaced = 0
+    procs = {i: _start(ctx, exp, cells, i, events, run_id) for i in range(1, workers)}
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(ctx, exp, cells, procs, events, run_id, display, stop), daemon=True)
+    watcher.start()
     try:
-        while procs:
-            try:
-                _handle(events.get(timeout=0.5), display)
-            except queue.Empty:
-                pass
-            for i, proc in list(procs.items()):
-                if proc.exitcode is None:
-                    continue
-                if proc.exitcode == 0:
-                    del procs[i]
-                    continue
-                _drain(events, display)
-                if proc.exitcode in INTERRUPTED:  # Ctrl-C or SIGTERM reached the workers: the run stops
-                    raise KeyboardInterrupt
-                if proc.exitcode == FATAL:
-                    raise WorkerError(display.error or f"worker {i + 1} stopped on an error")
-                replaced += 1
-                if replaced > 2 * workers:
-                    raise WorkerError(f"workers keep dying (last exit code {proc.exitcode}); see the messages above")
-                display.note(f"worker {i + 1} died (exit code {proc.exitcode}); a new one takes its cell over")
-                procs[i] = _start(ctx, exp, cells, i, events, run_id)
-        _drain(events, display)
+        work(exp, cells, 0, display.handle, run_id, loaded)
+        watcher.join()  # the others end once every cell is settled, as this worker's loop did
+    except KeyboardInterrupt:
+        if display.error is None:
+            raise
     finally:
-        _stop(procs.values())
+        stop.set()
+        watcher.join()
+        _stop(list(procs.values()))
+    if display.error:
+        raise WorkerError(display.error)
 
 
-def _handle(event: Event, display: Display) -> None:
-    if event.kind == "error":
-        display.error = event.text
-    else:
-        display.handle(event)
+def _watch(
+    ctx: Any,
+    exp: Experiment,
+    cells: list[Cell],
+    procs: dict[int, Any],
+    events: Any,
+    run_id: str,
+    display: Display,
+    stop: threading.Event,
+) -> None:
+    """Show the spawned workers' events and replace those that die, until all have ended or ``stop``. A worker's
+    error interrupts this process's own worker (as Ctrl-C would), so that every worker stops."""
+    replaced = 0
+    while procs and not stop.is_set():
+        _drain(events, display, timeout=0.5)
+        for i, proc in list(procs.items()):
+            if proc.exitcode is None:
+                continue
+            del procs[i]
+            if proc.exitcode in (0, *INTERRUPTED):  # done, or stopped by Ctrl-C or SIGTERM
+                continue
+            replaced += 1
+            if proc.exitcode == FATAL or replaced > 2 * len(cells):
+                _drain(events, display)
+                display.error = display.error or f"workers keep dying (last exit code {proc.exitcode})"
+                _thread.interrupt_main()
+                return
+            display.note(f"worker {i + 1} died (exit code {proc.exitcode}); a new one takes its cell over")
+            procs[i] = _start(ctx, exp, cells, i, events, run_id)
+    _drain(events, display)
 
 
-def _drain(events: Any, display: Display) -> None:
-    while True:
-        try:
-            _handle(events.get_nowait(), display)
-        except queue.Empty:
-            return
+def _drain(events: Any, display: Display, timeout: float = 0.0) -> None:
+    """Handle the queued events, waiting up to ``timeout`` for the first."""
+    try:
+        event = events.get(timeout=timeout) if timeout else events.get_nowait()
+        while True:
+            if event.kind == "error":
+                display.error = event.text
+            else:
+                display.handle(event)
+            event = events.get_nowait()
+    except queue.Empty:
+        return
 
 
 def _start(ctx: Any, exp: Experiment, cells: list[Cell], worker: int, events: Any, run_id: str) -> Any:
