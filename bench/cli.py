@@ -48,9 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         type=_workers,
         default=os.environ.get(WORKERS_ENV),
         metavar="N",
-        help="worker processes sharing the matrix (default: $TRANSFERBENCH_WORKERS, else as many as the cores "
-        "hold at training.threads each). Other `bench run` processes on the same results folder share it too: "
-        "every cell and seed is trained once",
+        help="workers sharing the matrix (default: $TRANSFERBENCH_WORKERS, else 'auto': one per core at "
+        "training.threads each, at least 4 cells each). Other `bench run` processes on the same results folder "
+        "share it too: every cell and seed is trained once",
     )
     rep = sub.add_parser("report", help="write results/<experiment>/report.md, plots and summary.csv again")
     rep.add_argument(
@@ -139,7 +139,7 @@ def _experiment_file(name: str) -> str:
 
 def _report(exp, console: Console) -> int:
     """Write the report of ``exp``'s finished cells, log it to MLflow and print the summary table."""
-    from bench import results
+    from bench import paths, results
     from bench.matrix import expand
     from bench.report import print_summary, write_report
     from bench.tracking import Tracker, tracking_uri
@@ -148,11 +148,12 @@ def _report(exp, console: Console) -> int:
     if not records:
         console.print(f"no finished cells for '{exp.name}' yet: `bench run` first")
         return 1
-    report, summary = write_report(exp.name, records, wall_seconds=sum(r["seconds"] for r in records))
-    files = sorted(report.parent.glob("*.png")) + [report, report.parent / "summary.csv"]
-    tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
-    tracker.log_comparisons(summary)
-    tracker.log_report(exp.name, files)
+    with paths.file_lock(paths.experiment_dir(exp.name) / ".report.lock"):  # runs sharing a matrix report in turn
+        report, summary = write_report(exp.name, records, wall_seconds=sum(r["seconds"] for r in records))
+        files = sorted(report.parent.glob("*.png")) + [report, report.parent / "summary.csv"]
+        tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
+        tracker.log_comparisons(summary)
+        tracker.log_report(exp.name, files)
     print_summary(summary, console, f"{exp.name}: test accuracy over {exp.seeds} seeds")
     console.print(f"report: {report}   summary: {report.parent / 'summary.csv'}   runs: `make ui` (MLflow)")
     return 0
@@ -189,13 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         _check_results_folder()
         busy = _yield_if_busy(console)
+        from bench.matrix import expand
         from bench.runner import run_experiment
 
         signal.signal(signal.SIGTERM, _terminate)
         signal.signal(signal.SIGINT, _interrupt)
-        if not run_experiment(exp, console, args.workers or (1 if busy else None)):
+        records = run_experiment(exp, console, args.workers or (1 if busy else None))
+        if not records:
             return 1
-        return _report(exp, console)
+        code = _report(exp, console)
+        return 1 if len(records) < len(expand(exp)) else code  # a failed cell: the rerun retries it
     except (config.ConfigError, DatasetMissingError, FileNotFoundError) as e:
         _error(err, str(e))
         return 2

@@ -133,7 +133,7 @@ def run_experiment(exp: Experiment, console: Console, workers: int | None = None
     records = [r for r in (results.load_cell(exp.name, c) for c in cells) if r is not None]
     if failures:
         console.print(
-            Text(f"{failures} cell(s) failed; finished cells are kept, a rerun retries the rest", style="red")
+            Text(f"{failures} cell(s) failed (see above); the finished cells are kept and reported", style="red")
         )
     return records
 

@@ -122,3 +122,29 @@ def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_
     assert sorted(finals["tags.seed"]) == ["0", "1"] and (finals.status == "FINISHED").all()  # seed 1's run reused
     assert (runs.status == "FINISHED").all()
     assert tests_before == 2
+
+
+def test_a_cell_whose_every_trial_diverges_fails_alone_and_says_what_to_change(
+    tmp_path, results_root, monkeypatch, capsys
+):
+    from bench import runner
+    from bench.train import DivergedError
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["scratch", "finetune"])))
+    real = runner.CellTrainer.run
+
+    def finetune_diverges(self, hp, seed, test=False, **kw):
+        if self.cell.strategy == "finetune":
+            raise DivergedError("loss is nan at step 1")
+        return real(self, hp, seed, test=test, **kw)
+
+    monkeypatch.setattr(runner.CellTrainer, "run", finetune_diverges)
+    assert main(["run", str(path)]) == 1  # the summary is written; the exit code says a cell is missing
+    assert pd.read_csv(results_root / "tiny" / "summary.csv").strategy.tolist() == ["scratch"]
+    assert len(list((results_root / "tiny" / "cells").glob("*.failed.json"))) == 1
+    out = capsys.readouterr().out
+    assert "none of 2 trials completed" in out and "raise tuning.n_trials" in out
+    monkeypatch.setattr(runner.CellTrainer, "run", real)
+    assert main(["run", str(path)]) == 1  # its trials are spent: the same failure, without training again
+    assert "none of 2 trials completed" in capsys.readouterr().out

@@ -75,8 +75,8 @@ def _query(db: Path, sql: str) -> list[tuple]:
 
 
 def _assert_exactly_once(results: Path) -> None:
-    """One parent run per cell, one FINISHED final run per (cell, seed), n_trials counted trials per study, and no
-    run or trial left RUNNING."""
+    """One parent run per cell, one FINISHED final run per (cell, seed), one summary run, n_trials counted trials
+    per study, and no run or trial left RUNNING."""
     runs = pd.DataFrame(
         _query(
             results / "mlflow.db",
@@ -90,6 +90,7 @@ def _assert_exactly_once(results: Path) -> None:
     assert "RUNNING" not in set(runs.status)
     parents = runs[runs.stage == "cell"]
     assert len(parents) == CELLS and parents.cell.is_unique and (parents.status == "FINISHED").all()
+    assert (runs.stage == "summary").sum() == 1  # the report's run, even when two processes report
     finals = runs[(runs.stage == "final") & (runs.status == "FINISHED")]
     assert len(finals) == CELLS * SEEDS and not finals.duplicated(["cell", "seed"]).any()
     trials = _query(results / "optuna.db", "SELECT study_id, state FROM trials")

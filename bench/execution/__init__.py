@@ -17,12 +17,17 @@ from bench.trainer import pick_device
 __all__ = ["WorkerError", "execute", "workers_for"]
 
 
+CELLS_PER_WORKER = 4  # a spawned worker takes about 5 s to start: by default, each gets at least this many cells
+
+
 def workers_for(exp: Experiment, requested: int | None, cells: int) -> int:
-    """How many workers to run: as many as the cores hold at ``training.threads`` each (one on a GPU unless
-    asked), never more than there are cells to train, nor more threads in total than cores."""
+    """How many workers to run: as asked, else as many as the cores hold at ``training.threads`` each (one on a
+    GPU) with at least ``CELLS_PER_WORKER`` cells each; never more threads in total than cores, nor more
+    workers than cells."""
     fit = max(1, environment.available_cores() // exp.training.threads)
     if requested is None:
-        requested = 1 if pick_device(exp.training.device).type == "cuda" else fit
+        gpu = pick_device(exp.training.device).type == "cuda"
+        requested = 1 if gpu else min(fit, cells // CELLS_PER_WORKER)
     return max(1, min(requested, fit, cells))
 
 
