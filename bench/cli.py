@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not records:
             return 1
         code = _report(exp, console)
-        return 1 if len(records) < len(expand(exp)) else code  # a failed cell: the rerun retries it
+        return 1 if len(records) < len(expand(exp)) else code  # a cell failed: its message says what to change
     except (config.ConfigError, DatasetMissingError, FileNotFoundError) as e:
         _error(err, str(e))
         return 2
@@ -207,8 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C while cleaning up stops at once
         what = "terminated" if isinstance(stop, Terminated) else "interrupted"
         err.print(
-            f"{what}: {_finished(exp)} kept and open MLflow runs were ended as KILLED; "
-            f"`bench run {args.file}` resumes where this stopped",
+            f"{what}: {_finished(exp)} finished and kept, with the finished seeds of the others; open MLflow runs "
+            f"were ended as KILLED; `bench run {args.file}` resumes where this stopped",
             highlight=False,
             markup=False,
         )
@@ -266,15 +266,15 @@ def _check_results_folder() -> None:
 
 
 def _finished(exp) -> str:
-    """'N of M cells finished' for the interrupted experiment, as far as can be told quickly."""
+    """'N of M cells' of the interrupted experiment are finished."""
     if exp is None:
-        return "finished work is"
+        return "cells"
     from bench import results
     from bench.matrix import expand
 
     cells = expand(exp)
     done = sum(results.load_cell(exp.name, c) is not None for c in cells)
-    return f"{done} of {len(cells)} cells finished, and the seeds of unfinished ones, are"
+    return f"{done} of {len(cells)} cells"
 
 
 class Terminated(KeyboardInterrupt):
