@@ -149,7 +149,7 @@ def _report(exp, console: Console) -> int:
         console.print(f"no finished cells for '{exp.name}' yet: `bench run` first")
         return 1
     with paths.file_lock(paths.experiment_dir(exp.name) / ".report.lock"):  # runs sharing a matrix report in turn
-        report, summary = write_report(exp.name, records, wall_seconds=sum(r["seconds"] for r in records))
+        report, summary = write_report(exp.name, records, cell_seconds=sum(r["seconds"] for r in records))
         files = sorted(report.parent.glob("*.png")) + [report, report.parent / "summary.csv"]
         tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
         tracker.log_comparisons(summary)

@@ -169,7 +169,7 @@ def _references(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_report(
-    experiment: str, records: list[dict[str, Any]], wall_seconds: float | None = None
+    experiment: str, records: list[dict[str, Any]], cell_seconds: float | None = None
 ) -> tuple[Path, pd.DataFrame]:
     """Write summary.csv, report.md and the plots into results/<experiment>/; return the report and summary."""
     out = paths.experiment_dir(experiment)
@@ -233,7 +233,12 @@ def write_report(
         "",
         f"{len(records)} cells, {seeds} paired seeds each (every strategy at a dataset, budget and seed trains on "
         f"the same examples). Written {datetime.date.today().isoformat()}"
-        + (f"; training, tuning and testing took {wall_seconds / 60:.1f} min." if wall_seconds else "."),
+        + (
+            f"; its cells took {cell_seconds / 60:.1f} min of training, tuning and testing, summed over cells "
+            "(workers train cells side by side)."
+            if cell_seconds
+            else "."
+        ),
         "",
         _schedule(records),
         "",

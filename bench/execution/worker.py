@@ -1,4 +1,4 @@
-"""A worker: claim an unfinished cell, train it on cores it holds, save its record; until no cell is left.
+"""A worker: take cores of this machine, claim an unfinished cell, train it, save its record; until none is left.
 
 The same loop runs in the ``bench run`` process itself or in each of ``--workers N`` processes, and any number
 of ``bench run`` processes on one results folder split the matrix through the claims. A cell that another
@@ -47,18 +47,23 @@ def work(
     claims = Claims(storage_url(exp.optuna_storage))
     tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
     loaded = {} if loaded is None else loaded
+
+    def say(msg: str) -> None:
+        emit(Event("status", worker, msg))
+
     try:
         while pending := [c for c in cells if not _settled(exp, c, run_id)]:
-            cell = next((c for c in pending if claims.try_claim(c.key)), None)
-            if cell is None:
-                emit(Event("status", worker, f"waiting for {len(pending)} cell(s) that other workers are training"))
-                time.sleep(WAIT_SECONDS)
-                continue
-            try:
-                if not _settled(exp, cell, run_id):  # it may have finished between the look and the claim
-                    _train(exp, cell, worker, emit, run_id, tracker, loaded)
-            finally:
-                claims.release(cell.key)
+            with cores.hold(exp.training.threads, say):  # cores first: a worker waiting for them holds no cell
+                cell = next((c for c in pending if claims.try_claim(c.key)), None)
+                if cell is not None:
+                    try:
+                        if not _settled(exp, cell, run_id):  # it may have finished between the look and the claim
+                            _train(exp, cell, worker, emit, run_id, tracker, loaded)
+                    finally:
+                        claims.release(cell.key)
+                    continue
+            say(f"waiting for {len(pending)} cell(s) that other workers are training")
+            time.sleep(WAIT_SECONDS)
     except KeyboardInterrupt:
         tracker.end_open_runs()
         raise
@@ -82,15 +87,14 @@ def _train(
     def say(msg: str) -> None:
         emit(Event("status", worker, f"{cell.run_name}  {msg}"))
 
-    with cores.hold(exp.training.threads, say):
-        if cell.dataset not in loaded:
-            loaded[cell.dataset] = data.DATASETS.get(cell.dataset).load()
-        env = environment.describe(str(pick_device(exp.training.device)))
-        try:
-            record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset], say), tracker, env)
-        except TuningFailedError as err:
-            results.save_failure(exp.name, cell, run_id, str(err))
-            emit(Event("failed", worker, str(err)))
-            return
+    if cell.dataset not in loaded:
+        loaded[cell.dataset] = data.DATASETS.get(cell.dataset).load()
+    env = environment.describe(str(pick_device(exp.training.device)))
+    try:
+        record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset], say), tracker, env)
+    except TuningFailedError as err:
+        results.save_failure(exp.name, cell, run_id, str(err))
+        emit(Event("failed", worker, str(err)))
+        return
     results.save_cell(exp.name, cell, record)
     emit(Event("done", worker, done_line(cell, record), record))
