@@ -71,6 +71,6 @@ def summary_line(info: dict[str, str]) -> str:
     """One line for a report header."""
     packages = ", ".join(f"{p} {info[p]}" for p in PACKAGES if p in info)
     return (
-        f"{info['platform']}, {info['cpu']} ({info['cores']} cores, {info['threads']} torch threads), "
+        f"{info['platform']}, {info['cpu']} ({info['cores']} cores, torch threads: {info['threads']}), "
         f"device {info['device']}; Python {info['python']}, {packages}"
     )
