@@ -9,8 +9,8 @@ folder with warm caches:
 For each: one worker using every core (`training.threads` = cores), the baseline, against one worker per core
 (`training.threads: 1`, the default). For the image matrix also: a second `bench run` of the same file and folder
 started 10 s after a first one: the first run's wall time, and the time until both have finished (the second
-writes the same report after the first), each against one run alone. Configurations are interleaved, medians of --repeats. Figures, with the machine and versions, go to
-results/perf/workers.json.
+writes the same report after the first), each against one run alone. Configurations are interleaved, medians
+of --repeats. Figures, with the machine and versions, go to results/perf/workers.json.
 
     make perf            # or: .venv/bin/python benchmarks/workers.py --repeats 3 [--text]
 """
