@@ -18,6 +18,7 @@ examples:
   bench validate experiments/default.yaml     check a file without running anything
   bench run experiments/smoke.yaml --dry-run  show the cells, trials and training runs it would do
   bench run experiments/default.yaml          run (finished cells are skipped), then print the summary
+  bench run experiments/default.yaml --workers 2   the same on two workers (Ctrl-C stops; a rerun resumes)
   bench list backbones                        what can go into an experiment file
 
 Results go to results/<experiment>/ (summary.csv, one JSON per finished cell); MLflow runs to
