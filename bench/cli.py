@@ -87,7 +87,7 @@ def _dry_run(exp, console: Console) -> None:
         table.add_column(col, overflow="fold")
     finished = 0
     for i, cell in enumerate(cells, 1):
-        done = results.load_cell(exp.name, cell) is not None
+        done = results.is_finished(exp.name, cell)
         finished += done
         table.add_row(str(i), cell.run_name, cell.modality, cell.key, "finished" if done else "to run")
     console.print(table)
@@ -274,7 +274,7 @@ def _finished(exp) -> str:
     from bench.matrix import expand
 
     cells = expand(exp)
-    done = sum(results.load_cell(exp.name, c) is not None for c in cells)
+    done = sum(results.is_finished(exp.name, c) for c in cells)
     return f"{done} of {len(cells)} cells"
 
 

@@ -30,13 +30,9 @@ def _chain(err: BaseException) -> Iterator[BaseException]:
         err = err.__cause__ or err.__context__
 
 
-def _watched() -> list[Path]:
-    """The folders a run writes to: results and caches."""
-    return [paths.results_root(), Path(os.environ.get(paths.CACHE_ENV, paths.results_root() / "cache"))]
-
-
 def _full_folder() -> Path | None:
-    for folder in _watched():
+    """The first folder a run writes to (results, caches) whose file system has less than 1 MiB free."""
+    for folder in (paths.results_root(), paths.cache_root()):
         probe = next((p for p in [folder, *folder.parents] if p.exists()), None)
         if probe is not None and shutil.disk_usage(probe).free < 1 << 20:
             return folder

@@ -29,9 +29,14 @@ def results_root() -> Path:
     return Path(os.environ.get(RESULTS_ENV, "results"))
 
 
+def cache_root() -> Path:
+    """The folder holding every cache (not created here)."""
+    return Path(os.environ.get(CACHE_ENV, results_root() / "cache"))
+
+
 def cache_dir(kind: str) -> Path:
     """A cache folder (``weights``, ``datasets``, ``features``), keyed by content digests."""
-    path = Path(os.environ.get(CACHE_ENV, results_root() / "cache")) / kind
+    path = cache_root() / kind
     path.mkdir(parents=True, exist_ok=True)
     return path
 

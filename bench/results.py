@@ -31,6 +31,10 @@ def seed_path(experiment: str, cell: Cell, seed: int) -> Path:
     return cells_dir(experiment) / cell.key / f"seed{seed}.json"
 
 
+def is_finished(experiment: str, cell: Cell) -> bool:
+    return cell_path(experiment, cell).is_file()
+
+
 def load_cell(experiment: str, cell: Cell) -> dict[str, Any] | None:
     return _read(cell_path(experiment, cell))
 
@@ -52,7 +56,8 @@ def failure_path(experiment: str, cell: Cell) -> Path:
 
 
 def save_failure(experiment: str, cell: Cell, run_id: str, message: str) -> None:
-    """Mark ``cell`` failed in run ``run_id``: its other workers move on, and the next ``bench run`` retries it."""
+    """Mark ``cell`` failed in run ``run_id``, so that run's other workers move on (the next ``bench run`` opens the
+    cell again, and its spent trials fail it at once)."""
     _write(failure_path(experiment, cell), {"run_id": run_id, "error": message})
 
 

@@ -121,7 +121,7 @@ def run_experiment(exp: Experiment, console: Console, workers: int | None = None
     for line in stores.prepare(tracking_uri(exp.tracking_uri), storage_url(exp.optuna_storage)):
         console.print(Text(line, style="yellow"))
     Tracker(tracking_uri(exp.tracking_uri), exp.name)  # the experiment exists before any worker starts
-    todo = [c for c in cells if results.load_cell(exp.name, c) is None]
+    todo = [c for c in cells if not results.is_finished(exp.name, c)]
     for cell in cells:
         if cell not in todo:
             console.print(Text(f"finished earlier: {cell.run_name}", style="dim"))

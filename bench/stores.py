@@ -25,6 +25,11 @@ class StoreError(RuntimeError):
     """A store that exists, holds results and cannot be opened: the message says how to fix it."""
 
 
+def connect_args(url: str) -> dict[str, int]:
+    """Connection arguments for a store's engine: a sqlite file busy with another worker's write is waited for."""
+    return {"timeout": 60} if url.startswith("sqlite") else {}
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The file of a ``sqlite:///`` URI, else None."""
     return Path(uri[len(SQLITE) :]) if uri.startswith(SQLITE) else None

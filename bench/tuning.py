@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from bench import paths
+from bench import paths, stores
 from bench.config import Experiment
 from bench.matrix import Cell
 from bench.strategies import Hyperparameters
@@ -37,8 +37,7 @@ def storage_url(configured: str | None) -> str:
 def _storage(url: str) -> optuna.storages.RDBStorage:
     """One connection pool per storage URL and process (opening one checks the schema: not free)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    connect_args = {"timeout": 60} if url.startswith("sqlite") else {}  # wait for other workers' writes
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args})
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": stores.connect_args(url)})
 
 
 def open_study(cell: Cell, exp: Experiment) -> optuna.Study:

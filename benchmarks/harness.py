@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import record  # benchmarks/record.py
 import torch
@@ -167,17 +168,16 @@ def main() -> None:
     exp = trial_experiment(0)
     threads = environment.set_threads(exp.training.threads)  # as every training run of the default
     template = CellTrainer(expand(exp)[0], exp, dataset).build_model(TUNING_SEED)
-    with tempfile.TemporaryDirectory() as stores:  # fresh MLflow and Optuna stores: every study is new
-        os.environ[paths.RESULTS_ENV], results = stores, os.environ.get(paths.RESULTS_ENV)
+    with (
+        tempfile.TemporaryDirectory() as stores,  # fresh MLflow and Optuna stores, so every study is new
+        mock.patch.dict(os.environ, {paths.RESULTS_ENV: stores, paths.CACHE_ENV: str(cache)}),
+    ):
         tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)  # once per experiment, as in a run
         harness_trial(trial_experiment(1_000), dataset, tracker), bare_trial(exp, dataset, template)  # warm-up
         harness, bare = [], []
         for i in range(args.repeats):
             harness.append(harness_trial(trial_experiment(i + 1), dataset, tracker))
             bare.append(bare_trial(exp, dataset, template))
-        os.environ.pop(paths.RESULTS_ENV)
-        if results is not None:
-            os.environ[paths.RESULTS_ENV] = results
     ratio = statistics.median(h / b for h, b in zip(harness, bare, strict=True))
     t = exp.training
     steps = schedule(10 * int(exp.budgets[0]), t.batch_size, t.epochs, t.steps, t.min_steps, t.evaluations).steps

@@ -16,6 +16,8 @@ import time
 
 import sqlalchemy as sa
 
+from bench import stores
+
 LEASE_SECONDS = 120.0  # a holder on another machine that stopped renewing is presumed dead after this
 RENEW_SECONDS = 20.0
 
@@ -31,12 +33,6 @@ _claims = sa.Table(
 
 def create_table(engine: sa.Engine) -> None:
     _metadata.create_all(engine)
-
-
-def engine_for(url: str) -> sa.Engine:
-    """An engine on ``url`` that waits for a busy sqlite file instead of failing at once."""
-    connect_args = {"timeout": 60} if url.startswith("sqlite") else {}
-    return sa.create_engine(url, connect_args=connect_args)
 
 
 def _alive(owner: str) -> bool:
@@ -57,7 +53,7 @@ class Claims:
     """The leases this process holds on cells (by cell key), renewed until released or the process ends."""
 
     def __init__(self, url: str) -> None:
-        self.engine = engine_for(url)
+        self.engine = sa.create_engine(url, connect_args=stores.connect_args(url))
         self.owner = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
         self._held: set[str] = set()
         self._lock = threading.Lock()

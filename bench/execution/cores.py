@@ -23,22 +23,23 @@ def _folder() -> Path:
     return Path(tempfile.gettempdir()) / "transferbench-cores"
 
 
+def _take(stack: contextlib.ExitStack, want: int) -> int:
+    """Lock up to ``want`` free cores for as long as ``stack`` is open; return how many were free."""
+    held = 0
+    for i in range(environment.available_cores()):
+        if held < want and stack.enter_context(paths.file_lock(_folder() / f"core{i}.lock", blocking=False)):
+            held += 1
+    return held
+
+
 @contextlib.contextmanager
 def hold(threads: int, waiting: Callable[[str], None] = lambda msg: None) -> Iterator[int]:
     """Hold ``threads`` cores of this machine (at most all of them), waiting while others hold them; torch then
     uses that many threads. Yields the number held."""
-    cores = environment.available_cores()
-    want = max(1, min(threads, cores))
-    folder = _folder()
+    want = max(1, min(threads, environment.available_cores()))
     while True:
         with contextlib.ExitStack() as stack:
-            held = 0
-            for i in range(cores):
-                if stack.enter_context(paths.file_lock(folder / f"core{i}.lock", blocking=False)):
-                    held += 1
-                    if held == want:
-                        break
-            if held == want:
+            if _take(stack, want) == want:
                 environment.set_threads(want)
                 yield want
                 return
@@ -48,9 +49,5 @@ def hold(threads: int, waiting: Callable[[str], None] = lambda msg: None) -> Ite
 
 def all_taken() -> bool:
     """Whether other processes hold every core of this machine right now."""
-    folder = _folder()
-    for i in range(environment.available_cores()):
-        with paths.file_lock(folder / f"core{i}.lock", blocking=False) as free:
-            if free:
-                return False
-    return True
+    with contextlib.ExitStack() as stack:
+        return _take(stack, 1) == 0

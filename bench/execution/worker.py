@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from bench import data, environment, results
 from bench.config import Experiment
@@ -32,7 +31,6 @@ class Event:
     kind: str
     worker: int
     text: str
-    record: dict[str, Any] | None = None
 
 
 def work(
@@ -70,7 +68,7 @@ def work(
 
 
 def _settled(exp: Experiment, cell: Cell, run_id: str) -> bool:
-    return results.load_cell(exp.name, cell) is not None or results.failed_in(exp.name, cell, run_id)
+    return results.is_finished(exp.name, cell) or results.failed_in(exp.name, cell, run_id)
 
 
 def _train(
@@ -97,4 +95,4 @@ def _train(
         emit(Event("failed", worker, str(err)))
         return
     results.save_cell(exp.name, cell, record)
-    emit(Event("done", worker, done_line(cell, record), record))
+    emit(Event("done", worker, done_line(cell, record)))
