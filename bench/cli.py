@@ -13,12 +13,17 @@ from rich.table import Table
 from rich.text import Text
 
 WORKERS_ENV = "TRANSFERBENCH_WORKERS"
+RAY_ENV = "TRANSFERBENCH_RAY"
 EXAMPLES = """\
 examples:
   bench validate experiments/default.yaml     check a file without running anything
   bench run experiments/smoke.yaml --dry-run  show the cells, trials and training runs it would do
   bench run experiments/default.yaml          run (finished cells are skipped), then print the summary
   bench run experiments/default.yaml --workers 2   the same on two workers (Ctrl-C stops; a rerun resumes)
+  bench run experiments/smoke.yaml --ray      each cell a task on a Ray cluster started here
+  bench run FILE --ray auto --tracking-uri http://HOST:5000 --optuna-storage postgresql://USER@HOST/optuna
+                                              on the running Ray cluster, with stores its nodes reach
+                                              (docs/cluster.md)
   bench list backbones                        what can go into an experiment file
 
 Results go to results/<experiment>/ (summary.csv, one JSON per finished cell); MLflow runs to
@@ -53,6 +58,17 @@ def _parser() -> argparse.ArgumentParser:
         "training.threads each, at least 4 cells each). Other `bench run` processes on the same results folder "
         "share it too: every cell and seed is trained once",
     )
+    r.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=os.environ.get(RAY_ENV),
+        metavar="ADDRESS",
+        help="run each cell as a task on a Ray cluster: without ADDRESS (or 'local') one started on this machine; "
+        "'auto' the one running here; 'ray://HOST:10001' or 'HOST:6379' a remote one (default: $TRANSFERBENCH_RAY, "
+        "else the file's cluster.ray, else no Ray)",
+    )
+    _store_flags(r)
     rep = sub.add_parser("report", help="write results/<experiment>/report.md, plots and summary.csv again")
     rep.add_argument(
         "experiment",
@@ -60,9 +76,40 @@ def _parser() -> argparse.ArgumentParser:
         default="experiments/default.yaml",
         help="an experiment file, or the name of one in experiments/ (default: %(default)s)",
     )
+    _store_flags(rep)
     lst = sub.add_parser("list", help="list registered backbones, datasets or strategies")
     lst.add_argument("what", choices=["backbones", "datasets", "strategies"])
     return p
+
+
+def _store_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking store, e.g. http://HOST:5000 (default: the file's tracking_uri, else "
+        "$MLFLOW_TRACKING_URI, else sqlite in the results folder)",
+    )
+    p.add_argument(
+        "--optuna-storage",
+        metavar="URL",
+        help="Optuna storage, e.g. postgresql://USER@HOST/optuna (default: the file's optuna_storage, else "
+        "$TRANSFERBENCH_OPTUNA_STORAGE, else sqlite in the results folder)",
+    )
+
+
+def _with_flags(exp, args: argparse.Namespace):
+    """The experiment with the stores and Ray address that the command line sets instead of the file."""
+    from bench.config import ConfigError, check_ray_address
+
+    stores = {"tracking_uri": args.tracking_uri, "optuna_storage": args.optuna_storage}
+    exp = exp.model_copy(update={k: v for k, v in stores.items() if v})
+    if getattr(args, "ray", None):
+        try:
+            address = check_ray_address(args.ray)
+        except ValueError as e:
+            raise ConfigError(f"--ray: {e}") from None
+        exp = exp.model_copy(update={"cluster": exp.cluster.model_copy(update={"ray": address})})
+    return exp
 
 
 def _workers(text: str | None) -> int | None:
@@ -181,8 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "report":
             _check_results_folder()
-            return _report(config.load(_experiment_file(args.experiment)), console)
+            return _report(_with_flags(config.load(_experiment_file(args.experiment)), args), console)
         exp = config.load(args.file)
+        if args.command == "run":
+            exp = _with_flags(exp, args)
         if args.command == "validate":
             console.print(f"{args.file}: valid experiment '{exp.name}'")
             return 0
@@ -196,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, _terminate)
         signal.signal(signal.SIGINT, _interrupt)
-        records = run_experiment(exp, console, args.workers or (1 if busy else None))
+        records = run_experiment(exp, console, args.workers or (1 if busy else None), exp.cluster.ray)
         if not records:
             return 1
         code = _report(exp, console)

@@ -154,6 +154,43 @@ class SplitConfig(_Strict):
     )
 
 
+class ClusterConfig(_Strict):
+    """Where cells run when not on this machine's own workers: a Ray cluster, and each cell's share of its GPUs."""
+
+    ray: str | None = Field(
+        None,
+        description="'local' starts a Ray cluster on this machine, 'auto' joins the one running here, "
+        "'ray://host:10001' or 'host:6379' joins a remote one; default: no Ray (local workers); --ray overrides",
+    )
+    gpus_frozen: float = Field(
+        0.25, ge=0, le=64, description="GPUs a cell asks for when its backbone stays frozen (feature_extraction)"
+    )
+    gpus_trained: float = Field(1.0, ge=0, le=64, description="GPUs a cell asks for when it trains the backbone")
+
+    @field_validator("ray")
+    @classmethod
+    def _address(cls, address: str | None) -> str | None:
+        return None if address is None else check_ray_address(address)
+
+    @field_validator("gpus_frozen", "gpus_trained")
+    @classmethod
+    def _whole_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and gpus != int(gpus):
+            raise ValueError(f"{gpus} GPUs: Ray shares a GPU only below 1; above it, give a whole number")
+        return gpus
+
+
+def check_ray_address(address: str) -> str:
+    """``local``, ``auto``, ``ray://host:port`` or ``host:port``; else a ValueError saying so."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address in ("local", "auto") or (host and port.isdigit()):
+        return address
+    raise ValueError(
+        f"Ray address {address[:80]!r}: give 'local' (start a cluster here), 'auto' (join the one running here), "
+        "'ray://host:10001' (Ray client) or 'host:6379' (a head node's address)"
+    )
+
+
 Budget = int | Literal["all"]
 
 
@@ -170,6 +207,7 @@ class Experiment(_Strict):
     tuning: TuningConfig = TuningConfig()
     training: TrainingConfig = TrainingConfig()
     splits: SplitConfig = SplitConfig()
+    cluster: ClusterConfig = ClusterConfig()
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///results/mlflow.db")
     optuna_storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///results/optuna.db")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
@@ -107,14 +108,25 @@ def _log_confusion(tracker: Tracker, cell: Cell, finals: list[dict], classes: li
         tracker.log_artifact(confusion_matrix_png(total, classes, title, Path(tmp) / "confusion_matrix.png"))
 
 
-def run_experiment(exp: Experiment, console: Console, workers: int | None = None) -> list[dict[str, Any]]:
-    """Run every unfinished cell of ``exp`` on ``workers`` local workers (default: as many as the cores hold) and
-    return the records of all finished cells, in matrix order.
+def run_experiment(
+    exp: Experiment, console: Console, workers: int | None = None, ray: str | None = None
+) -> list[dict[str, Any]]:
+    """Run every unfinished cell of ``exp`` on ``workers`` local workers (default: as many as the cores hold), or
+    on the Ray cluster at ``ray`` (``local``: one started here), and return the records of all finished cells, in
+    matrix order.
 
-    The stores are created first, once. Any number of ``bench run`` processes may share a results folder: each
-    cell is claimed before it is trained. A cell that fails (every trial diverged) is reported and skipped; the
-    rest of the matrix still runs.
+    The stores are created first, once, by this process. Any number of ``bench run`` processes may share a results
+    folder: each cell is claimed before it is trained. A cell that fails (every trial diverged) is reported and
+    skipped; the rest of the matrix still runs.
     """
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(execution.ray_cluster(exp, ray)) if ray else None
+        return _run_cells(exp, console, workers, cluster)
+
+
+def _run_cells(
+    exp: Experiment, console: Console, workers: int | None, cluster: dict[str, float] | None
+) -> list[dict[str, Any]]:
     cells = expand(exp)
     loaded = {name: data.DATASETS.get(name).load() for name in dict.fromkeys(c.dataset for c in cells)}
     cells = expand(exp)  # datasets downloaded just now change their cells' keys
@@ -125,11 +137,16 @@ def run_experiment(exp: Experiment, console: Console, workers: int | None = None
     for cell in cells:
         if cell not in todo:
             console.print(Text(f"finished earlier: {cell.run_name}", style="dim"))
-    n = execution.workers_for(exp, workers, len(todo))
+    threads = f"{exp.training.threads} torch thread{'s' if exp.training.threads > 1 else ''} each"
+    if cluster is not None:
+        n = execution.ray_slots(exp, cluster, len(todo))
+        where = f"the Ray cluster ({cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs), {threads}"
+    else:
+        n = execution.workers_for(exp, workers, len(todo))
+        where = f"{n} worker(s), {threads}"
     if todo:
-        threads = f"{exp.training.threads} torch thread{'s' if exp.training.threads > 1 else ''} each"
-        console.print(Text(f"{len(todo)} cell(s) to train on {n} worker(s), {threads}"))
-    failures = execution.execute(exp, todo, len(cells), n, console, loaded) if todo else 0
+        console.print(Text(f"{len(todo)} cell(s) to train on {where}"))
+    failures = execution.execute(exp, todo, len(cells), n, console, loaded, cluster) if todo else 0
     records = [r for r in (results.load_cell(exp.name, c) for c in cells) if r is not None]
     if failures:
         console.print(

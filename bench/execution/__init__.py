@@ -1,20 +1,24 @@
-"""Where cells run: in this process, or in a pool of local worker processes; claims make each run exactly once."""
+"""Where cells run: in this process, in a pool of local worker processes, or as tasks on a Ray cluster; claims
+make each run exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
 
 from rich.console import Console
 
 from bench import data, environment
 from bench.config import Experiment
+from bench.execution import cluster
 from bench.execution.pool import WorkerError, run_pool
 from bench.execution.progress import Display
 from bench.execution.worker import work
 from bench.matrix import Cell
 from bench.trainer import pick_device
 
-__all__ = ["WorkerError", "execute", "workers_for"]
+__all__ = ["WorkerError", "execute", "ray_cluster", "workers_for"]
 
 
 CELLS_PER_WORKER = 4  # a spawned worker takes about 5 s to start: by default, each gets at least this many cells
@@ -31,6 +35,23 @@ def workers_for(exp: Experiment, requested: int | None, cells: int) -> int:
     return max(1, min(requested, fit, cells))
 
 
+def ray_slots(exp: Experiment, resources: dict[str, float], cells: int) -> int:
+    """How many cells a Ray cluster with ``resources`` trains at once, at most (by CPUs)."""
+    return max(1, min(cells, int(resources.get("CPU", 1) // exp.training.threads)))
+
+
+@contextlib.contextmanager
+def ray_cluster(exp: Experiment, address: str) -> Iterator[dict[str, float]]:
+    """The Ray cluster at ``address`` (``local``: started here) for the block, once it is known that every node
+    can reach the experiment's stores; yields its resources (``CPU``, ``GPU``, ...)."""
+    from bench.tracking import tracking_uri
+    from bench.tuning import storage_url
+
+    with cluster.connect(address) as resources:
+        cluster.check_stores(tracking_uri(exp.tracking_uri), storage_url(exp.optuna_storage), cluster.remote_nodes())
+        yield resources
+
+
 def execute(
     exp: Experiment,
     cells: list[Cell],
@@ -38,11 +59,15 @@ def execute(
     workers: int,
     console: Console,
     loaded: dict[str, data.LoadedDataset],
+    ray: dict[str, float] | None = None,
 ) -> int:
-    """Train ``cells`` (of ``total`` in the matrix) on ``workers`` workers; return how many failed."""
+    """Train ``cells`` (of ``total`` in the matrix) on ``workers`` workers, or as tasks on the Ray cluster whose
+    resources are ``ray`` (``workers`` then sizes the display); return how many failed."""
     run_id = secrets.token_hex(8)
     with Display(console, total, total - len(cells), workers) as display:
-        if workers == 1:
+        if ray is not None:
+            cluster.run_on_ray(exp, cells, display, run_id, ray)
+        elif workers == 1:
             work(exp, cells, 0, display.handle, run_id, loaded)
         else:
             run_pool(exp, cells, workers, display, run_id, loaded)

@@ -8,6 +8,7 @@ machine a dead process is seen at once, so a restart takes its cells over withou
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import socket
@@ -113,3 +114,10 @@ class Claims:
                     )
             except sa.exc.SQLAlchemyError:
                 continue  # a busy or briefly unreachable store: the next renewal is well inside the lease
+
+
+@functools.cache
+def for_store(url: str) -> Claims:
+    """This process's claims in the store at ``url``: one set of leases, renewed by one thread, however many
+    times a process trains cells (a Ray worker process runs many cell tasks)."""
+    return Claims(url)

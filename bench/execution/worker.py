@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from bench import data, environment, results
 from bench.config import Experiment
 from bench.execution import cores
-from bench.execution.claims import Claims
+from bench.execution import claims as leases
 from bench.matrix import Cell
 from bench.tracking import Tracker, tracking_uri
 from bench.trainer import CellTrainer, pick_device
@@ -40,9 +41,13 @@ def work(
     emit: Callable[[Event], None],
     run_id: str,
     loaded: dict[str, data.LoadedDataset] | None = None,
+    hold: Callable[[int, Callable[[str], None]], AbstractContextManager[object]] = cores.hold,
 ) -> None:
-    """Train every cell of ``cells`` that nobody has finished, failed in run ``run_id``, or holds alive."""
-    claims = Claims(storage_url(exp.optuna_storage))
+    """Train every cell of ``cells`` that nobody has finished, failed in run ``run_id``, or holds alive.
+
+    ``hold(threads, say)`` gives the worker its share of the machine before each claim: by default this
+    machine's cores (``cores.hold``); a Ray task has its CPUs from Ray already."""
+    claims = leases.for_store(storage_url(exp.optuna_storage))
     tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
     loaded = {} if loaded is None else loaded
 
@@ -51,7 +56,7 @@ def work(
 
     try:
         while pending := [c for c in cells if not _settled(exp, c, run_id)]:
-            with cores.hold(exp.training.threads, say):  # cores first: a worker waiting for them holds no cell
+            with hold(exp.training.threads, say):  # cores first: a worker waiting for them holds no cell
                 cell = next((c for c in pending if claims.try_claim(c.key)), None)
                 if cell is not None:
                     try:
