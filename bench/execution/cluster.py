@@ -105,7 +105,6 @@ def run_on_ray(exp: Experiment, cells: list[Cell], display: Display, run_id: str
     from ray.util.queue import Queue
 
     from bench.execution.pool import WorkerError
-
     from bench.tracking import tracking_uri
     from bench.tuning import storage_url
 
