@@ -190,7 +190,7 @@ def _report(exp, console: Console) -> int:
     from bench import paths, results
     from bench.matrix import expand
     from bench.report import print_summary, write_report
-    from bench.tracking import Tracker, tracking_uri
+    from bench.tracking import Tracker, browse_hint, tracking_uri
 
     records = [r for r in (results.load_cell(exp.name, c) for c in expand(exp)) if r is not None]
     if not records:
@@ -203,7 +203,8 @@ def _report(exp, console: Console) -> int:
         tracker.log_comparisons(summary)
         tracker.log_report(exp.name, files)
     print_summary(summary, console, f"{exp.name}: test accuracy over {exp.seeds} seeds")
-    console.print(f"report: {report}   summary: {report.parent / 'summary.csv'}   runs: `make ui` (MLflow)")
+    runs = browse_hint(tracking_uri(exp.tracking_uri))
+    console.print(Text(f"report: {report}   summary: {report.parent / 'summary.csv'}   runs: {runs}"))
     return 0
 
 

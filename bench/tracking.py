@@ -29,10 +29,21 @@ def tracking_uri(configured: str | None) -> str:
     return configured or os.environ.get(TRACKING_ENV) or default_tracking_uri()
 
 
+def browse_hint(uri: str) -> str:
+    """How to look at the runs of the store at ``uri``."""
+    if uri == default_tracking_uri():
+        return "`make ui` (MLflow)"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri} (MLflow)"
+    return f"`mlflow ui --backend-store-uri {uri}`"
+
+
 class Tracker:
     """Writes runs for one experiment. Cells whose parent run was left unfinished are resumed, not duplicated."""
 
     def __init__(self, uri: str, experiment: str) -> None:
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server's run links, per run
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline, its thread raced with requests
         import mlflow
 
         logging.getLogger("alembic").setLevel(logging.WARNING)

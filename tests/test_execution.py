@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import tiny_experiment
+from exactly_once import assert_exactly_once, sqlite_stores
 
 SEEDS, TRIALS, CELLS = 2, 2, 3
 
@@ -75,28 +76,7 @@ def _query(db: Path, sql: str) -> list[tuple]:
 
 
 def _assert_exactly_once(results: Path) -> None:
-    """One parent run per cell, one FINISHED final run per (cell, seed), one summary run, n_trials counted trials
-    per study, and no run or trial left RUNNING."""
-    runs = pd.DataFrame(
-        _query(
-            results / "mlflow.db",
-            "SELECT r.run_uuid, r.status, s.value, c.value, d.value FROM runs r "
-            "JOIN tags s ON s.run_uuid = r.run_uuid AND s.key = 'stage' "
-            "LEFT JOIN tags c ON c.run_uuid = r.run_uuid AND c.key = 'cell_key' "
-            "LEFT JOIN tags d ON d.run_uuid = r.run_uuid AND d.key = 'seed'",
-        ),
-        columns=["run", "status", "stage", "cell", "seed"],
-    )
-    assert "RUNNING" not in set(runs.status)
-    parents = runs[runs.stage == "cell"]
-    assert len(parents) == CELLS and parents.cell.is_unique and (parents.status == "FINISHED").all()
-    assert (runs.stage == "summary").sum() == 1  # the report's run, even when two processes report
-    finals = runs[(runs.stage == "final") & (runs.status == "FINISHED")]
-    assert len(finals) == CELLS * SEEDS and not finals.duplicated(["cell", "seed"]).any()
-    trials = _query(results / "optuna.db", "SELECT study_id, state FROM trials")
-    assert "RUNNING" not in {state for _, state in trials}
-    counted = pd.DataFrame(trials, columns=["study", "state"]).query("state in ('COMPLETE', 'PRUNED')")
-    assert (counted.groupby("study").size() == TRIALS).all() and counted.study.nunique() == CELLS
+    assert_exactly_once(*sqlite_stores(results), "tiny", CELLS, SEEDS, TRIALS)
 
 
 def _no_temporaries(results: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import backbones, data, features
+from bench import backbones, data, features, paths
 
 CPU = torch.device("cpu")
 
@@ -100,3 +100,35 @@ def test_another_process_reuses_the_cache(cifar, counted):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_concurrent_writers_of_one_entry_never_corrupt_it(cifar):
+    """Nodes of a cluster sharing a mounted cache folder: three processes fill one entry at the same moment, each
+    with examples the others lack. Each gets the right features; the entry left is whole and right."""
+    go = paths.cache_root() / "go"
+    script = (
+        "import sys, time, numpy as np, torch\n"
+        "from pathlib import Path\n"
+        "from bench import backbones, data, features\n"
+        "ds = data.DATASETS.get('cifar10').load()\n"
+        "bb = backbones.resolve('mobilenetv2_100').build(pretrained=True, input_size=32)\n"
+        "idx = np.arange(int(sys.argv[1]), int(sys.argv[1]) + 8)\n"
+        "while not Path(sys.argv[2]).exists(): time.sleep(0.01)\n"
+        "got = features.cached_features(bb, ds.train_items, ds.train_labels, idx, ds.manifest, 'train', 16,"
+        " torch.device('cpu'))\n"
+        "want = features.extract(bb, ds.train_items, ds.train_labels, idx, 16, torch.device('cpu'))\n"
+        "assert torch.allclose(got, want, atol=1e-5)\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(start), str(go)], stderr=subprocess.PIPE, text=True)
+        for start in (0, 4, 8)
+    ]
+    go.touch()
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+    (entry,) = (paths.cache_root() / "features").iterdir()  # one entry, no temporary beside it
+    stored = torch.load(entry, weights_only=True)
+    have = stored["indices"].numpy()
+    assert len(have) >= 8 and (np.diff(have) > 0).all()  # whole: sorted, no duplicates (the last writer's set)
+    direct = features.extract(_backbone(), cifar.train_items, cifar.train_labels, have, 16, CPU)
+    assert torch.allclose(stored["features"], direct, atol=1e-5)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +32,7 @@ MAX_RETRIES = 3  # a cell whose worker process or node dies this many times stop
 STOP_SECONDS = 30.0
 # What a task needs from the driver's environment: where data, results and caches are, and no network.
 PASSED_ENV = (paths.DATA_ENV, paths.RESULTS_ENV, paths.CACHE_ENV, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0"}
+QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def stores_are_local(uri: str) -> bool:
@@ -94,8 +96,20 @@ def remote_nodes() -> list[str]:
     """Addresses of the cluster's live nodes that are not on this machine."""
     import ray
 
-    here = ray.util.get_node_ip_address()
-    return sorted({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} - {here})
+    nodes = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    return sorted(ip for ip in nodes if not _on_this_machine(ip, ray.util.get_node_ip_address()))
+
+
+def _on_this_machine(ip: str, driver_ip: str) -> bool:
+    """Whether ``ip`` is an address of this machine: one a socket here can bind to."""
+    if ip == driver_ip:
+        return True
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET) as s:
+            s.bind((ip, 0))
+        return True
+    except OSError:
+        return False
 
 
 def run_on_ray(exp: Experiment, cells: list[Cell], display: Display, run_id: str, cluster: dict[str, float]) -> None:
@@ -147,15 +161,23 @@ def run_on_ray(exp: Experiment, cells: list[Cell], display: Display, run_id: str
 def _cell_task(exp: Experiment, cell: Cell, index: int, run_id: str, events: Any) -> dict[str, Any] | None:
     """One cell, in a Ray worker process: the local worker loop with Ray's CPUs; the record, or None if it failed
     (its event says why)."""
+    started = time.time()  # before the imports and data loading of a fresh worker process
     import ray
 
-    threads = int(ray.get_runtime_context().get_assigned_resources().get("CPU", exp.training.threads))
-    environment.set_threads(max(1, threads))
+    context = ray.get_runtime_context()
+    share = context.get_assigned_resources()
+    environment.set_threads(max(1, int(share.get("CPU", exp.training.threads))))
+    where = {
+        "ray_node": context.get_node_id()[:12],
+        "ray_resources": ", ".join(f"{k}={v:g}" for k, v in sorted(share.items())),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        "ray_task_started": f"{started:.3f}",  # seconds since the epoch: queueing shows against the run's start
+    }
 
     def emit(event: Event) -> None:
         events.put(Event(event.kind, index, event.text))
 
-    work(exp, [cell], index, emit, run_id, hold=_ray_holds)
+    work(exp, [cell], index, emit, run_id, hold=_ray_holds, where=where)
     return results.load_cell(exp.name, cell)
 
 

@@ -42,11 +42,13 @@ def work(
     run_id: str,
     loaded: dict[str, data.LoadedDataset] | None = None,
     hold: Callable[[int, Callable[[str], None]], AbstractContextManager[object]] = cores.hold,
+    where: dict[str, str] | None = None,
 ) -> None:
     """Train every cell of ``cells`` that nobody has finished, failed in run ``run_id``, or holds alive.
 
     ``hold(threads, say)`` gives the worker its share of the machine before each claim: by default this
-    machine's cores (``cores.hold``); a Ray task has its CPUs from Ray already."""
+    machine's cores (``cores.hold``); a Ray task has its CPUs from Ray already. ``where`` (a Ray node and its
+    share of it) is recorded with each cell's environment."""
     claims = leases.for_store(storage_url(exp.optuna_storage))
     tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
     loaded = {} if loaded is None else loaded
@@ -61,7 +63,7 @@ def work(
                 if cell is not None:
                     try:
                         if not _settled(exp, cell, run_id):  # it may have finished between the look and the claim
-                            _train(exp, cell, worker, emit, run_id, tracker, loaded)
+                            _train(exp, cell, worker, emit, run_id, tracker, loaded, where or {})
                     finally:
                         claims.release(cell.key)
                     continue
@@ -84,6 +86,7 @@ def _train(
     run_id: str,
     tracker: Tracker,
     loaded: dict[str, data.LoadedDataset],
+    where: dict[str, str],
 ) -> None:
     from bench.runner import done_line, run_cell
 
@@ -92,7 +95,7 @@ def _train(
 
     if cell.dataset not in loaded:
         loaded[cell.dataset] = data.DATASETS.get(cell.dataset).load()
-    env = environment.describe(str(pick_device(exp.training.device)))
+    env = environment.describe(str(pick_device(exp.training.device))) | where
     try:
         record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset], say), tracker, env)
     except TuningFailedError as err:

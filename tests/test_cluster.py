@@ -1,0 +1,203 @@
+"""The matrix on Ray, on real parts: a Ray cluster started by ``--ray``, a two-node cluster with PostgreSQL and an
+MLflow tracking server (docs/cluster.md's walkthrough, ``docs/cluster_local.sh``), a Ray worker killed mid-cell,
+and GPU shares scheduled as configured on logical GPUs.
+
+Every run is the real command line on a tiny real matrix; every check reads the stores through MLflow's and
+Optuna's APIs: each cell and seed exactly once, nested runs intact, and the summary of a single-process run.
+Every process a test starts is stopped by its own PID (Ray's ``Cluster`` stops the nodes it started).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+from conftest import tiny_experiment
+from exactly_once import assert_exactly_once, sqlite_stores
+
+SEEDS, TRIALS, CELLS = 2, 2, 3
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench(results: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "bench", "--results", str(results), *args]
+
+
+def _run(command: list[str], timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def _summary(results: Path) -> pd.DataFrame:
+    return pd.read_csv(results / "tiny" / "summary.csv")
+
+
+@pytest.fixture(scope="module")
+def exp_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("exp") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(exp_file, tmp_path_factory) -> pd.DataFrame:
+    """The summary of the same matrix trained in one process, without Ray."""
+    results = tmp_path_factory.mktemp("reference")
+    _run(_bench(results, "run", str(exp_file)), TRANSFERBENCH_WORKERS="1")
+    return _summary(results)
+
+
+@pytest.fixture(scope="module")
+def ray_token() -> Iterator[None]:
+    """Token authentication, as Ray 2.59+ does by default, with a token of these tests' own (never ~/.ray's);
+    one for the module, since a process that has talked to a cluster keeps the token it used."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "token")
+        mp.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        yield
+
+
+@pytest.fixture(scope="module")
+def two_nodes(ray_token):
+    """A Ray cluster of two nodes on this machine: a head with one CPU, a node with three CPUs and a logical GPU."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=3, num_gpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+
+
+def test_ray_started_here_gives_the_single_process_summary(exp_file, reference, tmp_path, ray_token):
+    results = tmp_path / "results"
+    out = _run(_bench(results, "run", str(exp_file), "--ray")).stdout
+    assert "3 cell(s) to train on the Ray cluster" in out
+    pd.testing.assert_frame_equal(_summary(results), reference)
+    runs = assert_exactly_once(*sqlite_stores(results), "tiny", CELLS, SEEDS, TRIALS)
+    assert runs[runs.stage == "cell"]["env.ray_resources"].eq("CPU=1").all()  # training.threads CPUs, no GPU
+
+
+def _pg_missing() -> str | None:
+    if shutil.which("pg_config") is None:
+        return "needs PostgreSQL's programs (Debian: postgresql-15; `pg_config --bindir` finds them)"
+    if os.geteuid() == 0 and subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+        return "PostgreSQL refuses to run as root and there is no postgres user to run it as"
+    return None
+
+
+CHECK = """
+import os, sys
+sys.path.insert(0, "tests")
+from exactly_once import assert_exactly_once
+runs = assert_exactly_once(os.environ["MLFLOW_TRACKING_URI"], os.environ["TRANSFERBENCH_OPTUNA_STORAGE"],
+                           "tiny", {cells}, {seeds}, {trials})
+runs.to_csv(sys.argv[1], index=False)
+"""
+
+
+@pytest.mark.skipif(_pg_missing() is not None, reason=str(_pg_missing()))
+def test_the_cluster_walkthrough_runs_each_cell_once_on_two_nodes_with_postgres_and_an_mlflow_server(
+    exp_file, reference, tmp_path, ray_token
+):
+    """docs/cluster.md step by step (docs/cluster_local.sh): the stores are servers, the nodes log to them."""
+    results, table = tmp_path / "results", tmp_path / "runs.csv"
+    check = [sys.executable, "-c", CHECK.format(cells=CELLS, seeds=SEEDS, trials=TRIALS), str(table)]
+    out = _run(
+        ["bash", str(ROOT / "docs" / "cluster_local.sh"), str(exp_file), *check],
+        BIN=str(Path(sys.executable).parent),
+        TRANSFERBENCH_RESULTS=str(results),
+        TRANSFERBENCH_OPTUNA_STORAGE="",
+        MLFLOW_TRACKING_URI="",
+    ).stdout
+    assert "3 cell(s) to train on the Ray cluster (2 CPUs, 0 GPUs)" in out
+    pd.testing.assert_frame_equal(_summary(results), reference)
+    runs = pd.read_csv(table)
+    assert runs[runs.stage == "cell"]["env.ray_node"].nunique() == 2, "both nodes trained cells"
+    assert not (results / "mlflow.db").exists() and not (results / "optuna.db").exists()
+    assert not (results / "artifacts").exists(), "artifacts went through the server, not to a local folder"
+
+
+def _claim_owner(optuna_db: Path) -> str | None:
+    engine = sa.create_engine(f"sqlite:///{optuna_db}")
+    try:
+        with engine.connect() as c:
+            row = c.execute(sa.text("SELECT owner FROM transferbench_claims")).first()
+            done = c.execute(sa.text("SELECT count(*) FROM trials WHERE state = 'COMPLETE'")).scalar()
+        return row.owner if row is not None and done else None
+    except sa.exc.OperationalError:  # not created yet
+        return None
+    finally:
+        engine.dispose()
+
+
+def test_a_ray_worker_killed_mid_cell_is_retried_and_nothing_is_counted_twice(
+    tmp_path, reference, two_nodes, monkeypatch
+):
+    exp_file = tmp_path / "exp" / "tiny.yaml"
+    exp_file.parent.mkdir()
+    exp_file.write_text(yaml.safe_dump(tiny_experiment(training={"epochs": 2, "batch_size": 16, "device": "cpu"})))
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        _bench(results, "run", str(exp_file), "--ray", two_nodes.address),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    end, owner = time.monotonic() + 300, None
+    while owner is None and proc.poll() is None and time.monotonic() < end:
+        owner = _claim_owner(results / "optuna.db")  # a cell is held, after a trial of the matrix completed
+        time.sleep(0.05)
+    assert owner is not None, "no cell was claimed while the run lasted"
+    pid = int(owner.split("/")[1])
+    assert pid != proc.pid  # a Ray worker process holds it, not the driver
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    pd.testing.assert_frame_equal(_summary(results), reference)
+    assert_exactly_once(*sqlite_stores(results), "tiny", CELLS, SEEDS, TRIALS)
+
+
+def _overlaps(a: pd.Series, b: pd.Series) -> bool:
+    """Whether two cells' tasks ran at once: from Ray starting the task to the end of the cell's run."""
+    start_a, start_b = 1000 * float(a["env.ray_task_started"]), 1000 * float(b["env.ray_task_started"])
+    return start_a < b.end and start_b < a.end
+
+
+def test_gpu_shares_frozen_cells_share_a_gpu_and_trained_cells_have_one_to_themselves(tmp_path, two_nodes):
+    exp = tiny_experiment(
+        strategies=["feature_extraction", "finetune"],
+        budgets=[4, 6],
+        tuning={"n_trials": 4},  # cells of a few seconds: longer than Ray takes to start a second worker
+        cluster={"gpus_frozen": 0.5, "gpus_trained": 1},
+    )
+    exp_file = tmp_path / "tiny.yaml"
+    exp_file.write_text(yaml.safe_dump(exp))
+    results = tmp_path / "results"
+    _run(_bench(results, "run", str(exp_file), "--ray", two_nodes.address))
+    runs = assert_exactly_once(*sqlite_stores(results), "tiny", 4, SEEDS, 4)
+    cells = runs[runs.stage == "cell"]
+    gpu_node = {n for n in cells["env.ray_node"]}
+    assert len(gpu_node) == 1, "every cell asked for a GPU, so all ran on the one node that has one"
+    assert cells["env.cuda_visible_devices"].eq("0").all()  # each saw the GPU Ray gave it
+    frozen, trained = cells[cells.strategy == "feature_extraction"], cells[cells.strategy == "finetune"]
+    assert frozen["env.ray_resources"].eq("CPU=1, GPU=0.5").all()
+    assert trained["env.ray_resources"].eq("CPU=1, GPU=1").all()
+    a, b = (row for _, row in frozen.iterrows())
+    assert _overlaps(a, b), "the two frozen-backbone cells, half a GPU each, ran at once"
+    for _, cell in trained.iterrows():
+        others = cells[cells.run != cell.run]
+        assert not any(_overlaps(cell, other) for _, other in others.iterrows()), "a whole GPU is not shared"
