@@ -127,11 +127,11 @@ def run_experiment(
 def _run_cells(
     exp: Experiment, console: Console, workers: int | None, cluster: dict[str, float] | None
 ) -> list[dict[str, Any]]:
+    for line in stores.prepare(tracking_uri(exp.tracking_uri), storage_url(exp.optuna_storage)):
+        console.print(Text(line, style="yellow"))
     cells = expand(exp)
     loaded = {name: data.DATASETS.get(name).load() for name in dict.fromkeys(c.dataset for c in cells)}
     cells = expand(exp)  # datasets downloaded just now change their cells' keys
-    for line in stores.prepare(tracking_uri(exp.tracking_uri), storage_url(exp.optuna_storage)):
-        console.print(Text(line, style="yellow"))
     Tracker(tracking_uri(exp.tracking_uri), exp.name)  # the experiment exists before any worker starts
     todo = [c for c in cells if not results.is_finished(exp.name, c)]
     for cell in cells:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +47,7 @@ def prepare(tracking_uri: str, optuna_url: str) -> list[str]:
 def _prepare(uri: str, build: Callable[[str], None], table: str, upgrade: str) -> str | None:
     path = sqlite_path(uri)
     if path is None:
+        _reach(uri)
         build(uri)  # a server or a server database: it has its own locking, and creating its tables is idempotent
         return None
     with paths.file_lock(path.with_name(f".{path.name}.lock")):
@@ -69,6 +72,50 @@ def _prepare(uri: str, build: Callable[[str], None], table: str, upgrade: str) -
             with sqlite3.connect(tmp) as db:  # readers (the MLflow UI) never block writers, nor writers readers
                 db.execute("PRAGMA journal_mode=WAL")
         return repaired
+
+
+def _reach(uri: str) -> None:
+    """A server store answers, or a StoreError says which one does not and why (before any work is done)."""
+    import sqlalchemy
+
+    shown = _without_password(uri)
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).close()
+        except urllib.error.HTTPError:
+            return  # it answered (a proxy or an authenticating server may refuse /health)
+        except (OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise StoreError(
+                f"cannot reach the MLflow tracking server at {shown} ({reason}): start it (docs/cluster.md shows "
+                "how) or correct tracking_uri / --tracking-uri"
+            ) from None
+        return
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 10} if "postgres" in uri else {})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        cause = _first_line(getattr(err, "orig", None) or err)
+        raise StoreError(
+            f"cannot connect to the database {shown} ({cause}): start it (docs/cluster.md shows how) or correct "
+            "the URL (tracking_uri / optuna_storage, --tracking-uri / --optuna-storage)"
+        ) from None
+    except ModuleNotFoundError as err:
+        raise StoreError(f"{shown}: its database driver is not installed ({err.name}); pip install it") from None
+
+
+def _without_password(uri: str) -> str:
+    """``uri`` with a password in it replaced by ``***``."""
+    import sqlalchemy
+
+    if uri.startswith(("http://", "https://")):
+        return uri
+    try:
+        return sqlalchemy.engine.make_url(uri).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return uri
 
 
 def _rows(path: Path, table: str) -> int:

@@ -10,6 +10,7 @@ Every process a test starts is stopped by its own PID (Ray's ``Cluster`` stops t
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -201,3 +202,49 @@ def test_gpu_shares_frozen_cells_share_a_gpu_and_trained_cells_have_one_to_thems
     for _, cell in trained.iterrows():
         others = cells[cells.run != cell.run]
         assert not any(_overlaps(cell, other) for _, other in others.iterrows()), "a whole GPU is not shared"
+
+
+def test_a_cluster_with_nodes_elsewhere_refuses_sqlite_stores_and_says_what_to_set():
+    from bench.config import ConfigError
+    from bench.execution.cluster import check_stores
+
+    sqlite, server, pg = "sqlite:////r/mlflow.db", "http://mlflow:5000", "postgresql://bench@db/optuna"
+    with pytest.raises(ConfigError) as err:
+        check_stores(sqlite, "sqlite:////r/optuna.db", ["10.0.0.7"])
+    message = str(err.value)
+    assert "10.0.0.7" in message and "--tracking-uri" in message and "--optuna-storage" in message
+    assert "docs/cluster.md" in message
+    with pytest.raises(ConfigError, match="the Optuna storage sqlite"):
+        check_stores(server, "sqlite:////r/optuna.db", ["10.0.0.7"])
+    check_stores(server, pg, ["10.0.0.7"])  # servers every node reaches
+    check_stores(sqlite, "sqlite:////r/optuna.db", [])  # every node on this machine
+
+
+def test_nodes_on_this_machine_are_told_from_nodes_elsewhere():
+    from bench.execution.cluster import _on_this_machine
+
+    assert _on_this_machine("127.0.0.1", "10.1.2.3") and _on_this_machine("10.1.2.3", "10.1.2.3")
+    assert not _on_this_machine("203.0.113.9", "127.0.0.1")  # TEST-NET-3: never an address of a real machine
+
+
+@pytest.mark.parametrize(
+    ("cluster", "message"),
+    [
+        ({"ray": "nowhere"}, "Ray address 'nowhere'"),
+        ({"ray": "host:port"}, "'local' (start a cluster here)"),
+        ({"gpus_trained": 1.5}, "Ray shares a GPU only below 1"),
+        ({"gpus_frozen": -0.5}, "greater than or equal to 0"),
+        ({"gpu_frozen": 0.5}, "did you mean 'gpus_frozen'"),
+    ],
+)
+def test_cluster_settings_are_checked(cluster, message):
+    from bench import config
+
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.parse(tiny_experiment(cluster=cluster))
+
+
+def test_bad_ray_flag_is_one_error_line(exp_file, tmp_path):
+    done = subprocess.run(_bench(tmp_path, "run", str(exp_file), "--ray", "no-port"), capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: --ray: Ray address 'no-port'")

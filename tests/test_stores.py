@@ -50,3 +50,16 @@ def test_a_store_with_results_that_cannot_be_opened_is_reported_with_the_fix(tmp
     with pytest.raises(stores.StoreError, match=r"holds results.*`mlflow db upgrade sqlite:///"):
         stores.prepare(tracking, optuna)
     assert (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("tracking", "optuna", "message"),
+    [
+        ("http://127.0.0.1:9", "sqlite:///{tmp}/optuna.db", "cannot reach the MLflow tracking server at http://127"),
+        ("sqlite:///{tmp}/mlflow.db", "postgresql://bench:secret@127.0.0.1:9/optuna", "bench:\\*\\*\\*@127.0.0.1:9"),
+    ],
+)
+def test_a_server_that_does_not_answer_is_named_before_any_work(tmp_path, tracking, optuna, message):
+    with pytest.raises(stores.StoreError, match=message) as err:
+        stores.prepare(tracking.format(tmp=tmp_path), optuna.format(tmp=tmp_path))
+    assert "secret" not in str(err.value) and "docs/cluster.md" in str(err.value)
