@@ -175,7 +175,7 @@ def _cell_task(exp: Experiment, cell: Cell, index: int, run_id: str, events: Any
     }
 
     def emit(event: Event) -> None:
-        events.put(Event(event.kind, index, event.text))
+        events.put((event.kind, index, event.text))  # plain values: the queue's actor then imports nothing of ours
 
     work(exp, [cell], index, emit, run_id, hold=_ray_holds, where=where)
     return results.load_cell(exp.name, cell)
@@ -189,7 +189,7 @@ def _ray_holds(threads: int, say: Any) -> Iterator[int]:
 def _drain(events: Any) -> list[Event]:
     out = []
     while not events.empty():
-        out.append(events.get_nowait())
+        out.append(Event(*events.get_nowait()))
     return out
 
 
