@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from conftest import tiny_experiment
-from exactly_once import assert_exactly_once, sqlite_stores
+from exactly_once import assert_exactly_once, runs, sqlite_stores
 
 SEEDS, TRIALS, CELLS = 2, 2, 3
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,3 +248,28 @@ def test_bad_ray_flag_is_one_error_line(exp_file, tmp_path):
     done = subprocess.run(_bench(tmp_path, "run", str(exp_file), "--ray", "no-port"), capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: --ray: Ray address 'no-port'")
+
+
+def test_ctrl_c_on_the_driver_stops_the_tasks_their_runs_end_killed_and_a_rerun_resumes(
+    exp_file, reference, tmp_path, ray_token
+):
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        _bench(results, "run", str(exp_file), "--ray"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    end, owner = time.monotonic() + 300, None
+    while owner is None and proc.poll() is None and time.monotonic() < end:
+        owner = _claim_owner(results / "optuna.db")
+        time.sleep(0.05)
+    assert owner is not None, "no cell was claimed while the run lasted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted: ")
+    with pytest.raises(ProcessLookupError):  # the task's worker process stopped with the cluster
+        os.kill(int(owner.split("/")[1]), 0)
+    tracking, optuna_url = sqlite_stores(results)
+    assert "RUNNING" not in set(runs(tracking, "tiny").status)
+    _run(_bench(results, "run", str(exp_file), "--ray"))
+    pd.testing.assert_frame_equal(_summary(results), reference)
+    assert_exactly_once(tracking, optuna_url, "tiny", CELLS, SEEDS, TRIALS)
