@@ -31,7 +31,7 @@ def tracking_uri(configured: str | None) -> str:
 
 def browse_hint(uri: str) -> str:
     """How to look at the runs of the store at ``uri``."""
-    if uri == default_tracking_uri():
+    if uri == f"sqlite:///{(Path('results') / 'mlflow.db').resolve()}":  # the store `make ui` serves
         return "`make ui` (MLflow)"
     if uri.startswith(("http://", "https://")):
         return f"{uri} (MLflow)"

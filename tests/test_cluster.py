@@ -1,6 +1,7 @@
 """The matrix on Ray, on real parts: a Ray cluster started by ``--ray``, a two-node cluster with PostgreSQL and an
 MLflow tracking server (docs/cluster.md's walkthrough, ``docs/cluster_local.sh``), a Ray worker killed mid-cell,
-and GPU shares scheduled as configured on logical GPUs.
+GPU shares scheduled as configured on logical GPUs, and Ctrl-C on the driver. The runs join their clusters in
+each of the ways ``--ray`` offers: started here, a head's address, and ``ray://`` (Ray Client).
 
 Every run is the real command line on a tiny real matrix; every check reads the stores through MLflow's and
 Optuna's APIs: each cell and seed exactly once, nested runs intact, and the summary of a single-process run.
@@ -14,6 +15,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -71,14 +73,24 @@ def ray_token() -> Iterator[None]:
         yield
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def two_nodes(ray_token):
-    """A Ray cluster of two nodes on this machine: a head with one CPU, a node with three CPUs and a logical GPU."""
+    """A Ray cluster of two nodes on this machine: a head with one CPU and a Ray Client server (``ray://``), a node
+    with three CPUs and a logical GPU."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    port = _free_port()
+    head = {"num_cpus": 1, "include_dashboard": False, "ray_client_server_port": port}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     cluster.add_node(num_cpus=3, num_gpus=1)
     cluster.wait_for_nodes()
+    cluster.client_address = f"ray://127.0.0.1:{port}"
     yield cluster
     cluster.shutdown()
 
@@ -162,7 +174,7 @@ def test_a_ray_worker_killed_mid_cell_is_retried_and_nothing_is_counted_twice(
     while owner is None and proc.poll() is None and time.monotonic() < end:
         owner = _claim_owner(results / "optuna.db")  # a cell is held, after a trial of the matrix completed
         time.sleep(0.05)
-    assert owner is not None, "no cell was claimed while the run lasted"
+    assert owner is not None, f"no cell was claimed while the run lasted: {proc.communicate()}"
     pid = int(owner.split("/")[1])
     assert pid != proc.pid  # a Ray worker process holds it, not the driver
     os.kill(pid, signal.SIGKILL)
@@ -188,7 +200,7 @@ def test_gpu_shares_frozen_cells_share_a_gpu_and_trained_cells_have_one_to_thems
     exp_file = tmp_path / "tiny.yaml"
     exp_file.write_text(yaml.safe_dump(exp))
     results = tmp_path / "results"
-    _run(_bench(results, "run", str(exp_file), "--ray", two_nodes.address))
+    _run(_bench(results, "run", str(exp_file), "--ray", two_nodes.client_address))  # joined as a Ray Client
     runs = assert_exactly_once(*sqlite_stores(results), "tiny", 4, SEEDS, 4)
     cells = runs[runs.stage == "cell"]
     gpu_node = {n for n in cells["env.ray_node"]}
@@ -261,7 +273,7 @@ def test_ctrl_c_on_the_driver_stops_the_tasks_their_runs_end_killed_and_a_rerun_
     while owner is None and proc.poll() is None and time.monotonic() < end:
         owner = _claim_owner(results / "optuna.db")
         time.sleep(0.05)
-    assert owner is not None, "no cell was claimed while the run lasted"
+    assert owner is not None, f"no cell was claimed while the run lasted: {proc.communicate()}"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:] + err[-2000:]

@@ -75,8 +75,8 @@ def connect(address: str) -> Iterator[dict[str, float]]:
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ} | QUIET_ENV
     env[paths.RESULTS_ENV] = str(paths.results_root().resolve())
     options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.ERROR, "log_to_driver": False}
-    if address == LOCAL:
-        options |= {"num_cpus": environment.available_cores(), "include_dashboard": False}
+    if address == LOCAL:  # a new cluster even where another one runs (ray.init() alone would join that one)
+        options |= {"address": "local", "num_cpus": environment.available_cores(), "include_dashboard": False}
     else:
         options["address"] = address
     try:
@@ -84,7 +84,8 @@ def connect(address: str) -> Iterator[dict[str, float]]:
     except ConnectionError as err:
         raise ConfigError(
             f"--ray {address}: no Ray cluster answers there ({str(err).splitlines()[0][:200]}); start one with "
-            "`ray start --head` (docs/cluster.md), check the address, or use --ray local"
+            "`ray start --head` (docs/cluster.md), check the address and that RAY_AUTH_TOKEN is the cluster's, "
+            "or use --ray local"
         ) from None
     try:
         yield ray.cluster_resources()
