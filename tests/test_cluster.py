@@ -256,10 +256,26 @@ def test_cluster_settings_are_checked(cluster, message):
         config.parse(tiny_experiment(cluster=cluster))
 
 
-def test_bad_ray_flag_is_one_error_line(exp_file, tmp_path):
-    done = subprocess.run(_bench(tmp_path, "run", str(exp_file), "--ray", "no-port"), capture_output=True, text=True)
+@pytest.mark.parametrize(
+    ("address", "env", "message"),
+    [
+        ("no-port", {}, "error: --ray: Ray address 'no-port'"),
+        ("127.0.0.1:1", {}, "error: --ray 127.0.0.1:1: nothing answers at 127.0.0.1:1 (Connection refused)"),
+        ("auto", {"RAY_ADDRESS": "127.0.0.1:1"}, "error: --ray auto: nothing answers at 127.0.0.1:1"),
+    ],
+)
+def test_a_ray_address_where_nothing_answers_is_one_error_line_within_seconds(
+    exp_file, tmp_path, address, env, message
+):
+    done = subprocess.run(
+        _bench(tmp_path, "run", str(exp_file), "--ray", address),
+        capture_output=True,
+        text=True,
+        timeout=60,  # Ray alone retries such an address for many minutes
+        env={**os.environ, **env},
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: --ray: Ray address 'no-port'")
+    assert done.stderr.startswith(message) and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_ctrl_c_on_the_driver_stops_the_tasks_their_runs_end_killed_and_a_rerun_resumes(

@@ -16,8 +16,11 @@ import contextlib
 import logging
 import os
 import socket
+import tempfile
 import time
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from bench import environment, paths, results
@@ -78,7 +81,9 @@ def connect(address: str) -> Iterator[dict[str, float]]:
     if address == LOCAL:  # a new cluster even where another one runs (ray.init() alone would join that one)
         options |= {"address": "local", "num_cpus": environment.available_cores(), "include_dashboard": False}
     else:
+        _answers(address)  # Ray itself retries an address where nothing listens for many minutes
         options["address"] = address
+    warnings.filterwarnings("ignore", message="Ray Client connection timed out")  # said once, by the error below
     try:
         ray.init(**options)
     except ConnectionError as err:
@@ -91,6 +96,29 @@ def connect(address: str) -> Iterator[dict[str, float]]:
         yield ray.cluster_resources()
     finally:
         ray.shutdown()
+
+
+def _answers(address: str) -> None:
+    """Something listens at a Ray address (for ``auto``: the cluster this machine's Ray last started), within
+    seconds; else a ConfigError saying what to do."""
+    target = address.removeprefix("ray://")
+    if address == "auto":
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # where `ray start` notes its address
+        target = os.environ.get("RAY_ADDRESS") or (current.read_text().strip() if current.is_file() else "")
+        if not target:
+            raise ConfigError(
+                "--ray auto: no Ray cluster was started on this machine; start one with `ray start --head` "
+                "(docs/cluster.md), give its address, or use --ray alone to start one for this run"
+            )
+    host, _, port = target.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"--ray {address}: nothing answers at {target} ({getattr(err, 'strerror', None) or err}); start the "
+            "cluster with `ray start --head` (docs/cluster.md), check the address, or use --ray alone to start "
+            "one for this run"
+        ) from None
 
 
 def remote_nodes() -> list[str]:
