@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from bench import __version__, backbones, data
 from bench.config import BackboneConfig, Experiment
+from bench.strategies import STRATEGIES
+from bench.strategies.base import implementation
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ def cell_key(exp: Experiment, backbone: BackboneConfig, dataset: str, budget: in
         "manifest": dataset_manifest(dataset),
         "budget": budget,
         "strategy": strategy,
+        "strategy_implementation": implementation(STRATEGIES.get(strategy)),
         "seeds": exp.seeds,
         "tuning": exp.tuning.model_dump(mode="json"),
         "training": exp.training.model_dump(mode="json", exclude={"device", "threads"}),

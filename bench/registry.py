@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
@@ -35,6 +36,7 @@ class Registry(Generic[T]):
         self.entry_point_group = entry_point_group
         self._entries: dict[str, T] = {}
         self._plugins_loaded = False
+        self.broken: dict[str, str] = {}  # entry point -> why its plugin could not be imported
 
     def register(self, name: str, entry: T) -> T:
         if name in self._entries and self._entries[name] is not entry:
@@ -47,11 +49,21 @@ class Registry(Generic[T]):
         return lambda entry: self.register(name, entry)
 
     def _load_plugins(self) -> None:
+        """Import every plugin of the group. One that fails is set aside with a warning line naming it, so that
+        commands which do not need it work; asking for a name it would have registered says why it is missing."""
         if self._plugins_loaded or self.entry_point_group is None:
             return
         self._plugins_loaded = True
         for ep in entry_points(group=self.entry_point_group):
-            ep.load()
+            try:
+                ep.load()
+            except Exception as err:  # noqa: BLE001 - any failure of a plugin's import is the plugin's
+                dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+                reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}"
+                self.broken[ep.name] = (
+                    f"the {self.kind} plugin '{ep.name}' ({ep.value}, from {dist}) cannot be imported: {reason}"
+                )
+                print(f"warning: {self.broken[ep.name]}", file=sys.stderr)
 
     def get(self, name: str) -> T:
         self._load_plugins()
@@ -59,8 +71,9 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             names = self.names()
+            broken = "".join(f"; {why}" for why in self.broken.values())
             raise UnknownNameError(
-                f"unknown {self.kind} '{name}'{did_you_mean(name, names)}; available: {', '.join(names)}"
+                f"unknown {self.kind} '{name}'{did_you_mean(name, names)}; available: {', '.join(names)}{broken}"
             ) from None
 
     def names(self) -> list[str]:

@@ -120,6 +120,28 @@ class EvalStats:
     val_acc: float
 
 
+@dataclass(frozen=True)
+class Step:
+    """What one training step computed, as a strategy's ``extra_loss`` sees it (after the forward pass, before
+    the backward pass): the batch, the backbone's features of it (``(batch, feature_dim)``, part of the graph,
+    so a penalty on them trains the backbone), the head's logits, the labels and the step's number (from 0)."""
+
+    inputs: Any
+    features: torch.Tensor
+    logits: torch.Tensor
+    labels: torch.Tensor
+    number: int
+
+
+def forward(model: nn.Module, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and logits of a batch: through ``model.backbone`` then ``model.head`` for a classifier; for a head
+    trained alone on cached features, the features are the batch itself."""
+    if hasattr(model, "backbone") and hasattr(model, "head"):
+        features = model.backbone(x)
+        return features, model.head(features)
+    return x, model(x)
+
+
 def fit(
     model: nn.Module,
     param_groups: list[dict[str, Any]],
@@ -129,13 +151,14 @@ def fit(
     lr: float,
     weight_decay: float,
     seed: int,
-    extra_loss: Callable[[], torch.Tensor | None] = lambda: None,
+    extra_loss: Callable[[Step], torch.Tensor | None] = lambda step: None,
     on_eval: Callable[[EvalStats], None] = lambda stats: None,
 ) -> list[EvalStats]:
     """Train with AdamW and a cosine schedule for ``plan.steps`` steps, validating at ``plan.eval_steps()``.
 
-    Parameter groups may carry their own ``lr``/``weight_decay``; ``on_eval`` may raise to stop early
-    (Optuna pruning). Raises ``DivergedError`` as soon as the loss is not finite.
+    Each step, in this order: forward (features, then logits), cross-entropy plus ``extra_loss(step)``,
+    backward, optimiser step. Parameter groups may carry their own ``lr``/``weight_decay``; ``on_eval`` may raise
+    to stop early (Optuna pruning). Raises ``DivergedError`` as soon as the loss is not finite.
     """
     param_groups = [{**g, "params": list(g["params"])} for g in param_groups]  # generators are read once
     params = [p for g in param_groups for p in g["params"]]
@@ -149,8 +172,9 @@ def fit(
     while step < plan.steps:
         model.train()
         for x, y in train(shuffle_seed=seed * 100_003 + epoch):
-            loss = F.cross_entropy(model(x), y)
-            penalty = extra_loss()
+            features, logits = forward(model, x)
+            loss = F.cross_entropy(logits, y)
+            penalty = extra_loss(Step(x, features, logits, y, step))
             if penalty is not None:
                 loss = loss + penalty
             if not torch.isfinite(loss):

@@ -17,6 +17,7 @@ from bench.inputs import preprocessed
 from bench.matrix import Cell
 from bench.probe import ProbeFit, fit_probe, load_into
 from bench.strategies import Hyperparameters, get_strategy
+from bench.strategies.base import penalty
 from bench.train import Batches, EvalStats, accuracy, fit, predict, schedule
 
 HEAD_SEED = 1_000_003  # the head's init follows the seed alone, however the backbone was built
@@ -160,7 +161,7 @@ class CellTrainer:
                 lr=hp["lr"],
                 weight_decay=hp["weight_decay"],
                 seed=seed,
-                extra_loss=lambda: self.strategy.extra_loss(model, hp),
+                extra_loss=penalty(self.strategy, model, hp),
                 on_eval=on_eval,
             )
             steps = plan.steps

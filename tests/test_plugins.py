@@ -55,3 +55,68 @@ def test_plugin_strategy_runs_in_a_matrix_and_produces_mlflow_runs(plugin_site, 
     runs = mlflow.search_runs(experiment_names=["tiny"], filter_string="tags.strategy = 'surgical'")
     assert sorted(runs["tags.stage"]) == ["cell", "final", "final", "trial", "trial"]
     assert runs.loc[runs["tags.stage"] == "final", "metrics.test_acc"].notna().all()
+
+
+def test_changing_a_plugins_source_reruns_its_cells_and_no_others(plugin_site, tmp_path, results_root):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["surgical", "scratch"])))
+    assert _bench(["run", str(path)], plugin_site).returncode == 0
+    changed = tmp_path / "site"
+    shutil.copytree(plugin_site, changed)
+    module = changed / "transferbench_surgical" / "__init__.py"
+    module.write_text(module.read_text().replace('suggest_int("k", 1, 3)', 'suggest_int("k", 1, 2)'))
+    before = _bench(["run", str(path), "--dry-run"], plugin_site).stdout
+    after = _bench(["run", str(path), "--dry-run"], changed).stdout
+    assert "2 finished, 0 to run" in before
+    assert "1 finished, 1 to run" in after  # the surgical cell: its code changed; scratch's did not
+    row = next(line for line in after.splitlines() if "/surgical/" in line)
+    assert "to run" in row
+
+
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory) -> Path:
+    """A plugin whose import fails (it needs a module nobody installed), installed with pip."""
+    site, source = tmp_path_factory.mktemp("broken-site"), tmp_path_factory.mktemp("broken") / "src"
+    (source / "transferbench_broken").mkdir(parents=True)
+    (source / "transferbench_broken" / "__init__.py").write_text("import a_module_nobody_installed\n")
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "transferbench-broken"\nversion = "0.3.0"\n'
+        '[project.entry-points."transferbench.strategies"]\nbroken = "transferbench_broken"\n'
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, source],
+        check=True,
+    )
+    return site
+
+
+def test_a_plugin_that_cannot_be_imported_fails_alone(broken_site, tmp_path):
+    warning = (
+        "warning: the strategy plugin 'broken' (transferbench_broken, from transferbench-broken 0.3.0) cannot be "
+        "imported: ModuleNotFoundError: No module named 'a_module_nobody_installed'"
+    )
+    listed = _bench(["list", "strategies"], broken_site)
+    assert listed.returncode == 0 and "finetune" in listed.stdout
+    assert listed.stderr.strip() == warning  # one line, no traceback
+    fine, uses_it = tmp_path / "fine.yaml", tmp_path / "uses_it.yaml"
+    fine.write_text(yaml.safe_dump(tiny_experiment()))
+    uses_it.write_text(yaml.safe_dump(tiny_experiment(strategies=["broken", "scratch"])))
+    assert _bench(["validate", str(fine)], broken_site).returncode == 0
+    out = _bench(["validate", str(uses_it)], broken_site)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "unknown strategy 'broken'" in out.stderr and "cannot be imported: ModuleNotFoundError" in out.stderr
+
+
+def test_the_docs_feature_penalty_example_is_the_plugins_and_runs_end_to_end(plugin_site, tmp_path, results_root):
+    doc = (Path(__file__).parents[1] / "docs" / "adding-a-strategy.md").read_text()
+    example = doc.split("## A second example")[1].split("```python\n")[1].split("```")[0]
+    assert example in (PLUGIN / "transferbench_surgical" / "my_bss.py").read_text()
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["my_bss", "scratch"])))
+    out = _bench(["run", str(path)], plugin_site)
+    assert out.returncode == 0, out.stderr[-2000:]
+    mlflow.set_tracking_uri(f"sqlite:///{results_root / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["tiny"], filter_string="tags.strategy = 'my_bss'")
+    assert runs.loc[runs["tags.stage"] == "trial", "params.eta"].notna().all()
+    assert runs.loc[runs["tags.stage"] == "final", "metrics.test_acc"].notna().all()

@@ -164,3 +164,98 @@ def test_layerwise_learning_rates_decrease_toward_the_input():
     assert lrs[-1] == HP["lr"] and all(a < b for a, b in zip(lrs, lrs[1:], strict=False))
     assert lrs[-2] == pytest.approx(HP["lr"] * HP["decay"])
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def _batch(n: int = 6) -> torch.Tensor:
+    torch.manual_seed(2)
+    return torch.rand(n, 3, 32, 32)
+
+
+def test_the_step_a_strategy_sees_is_the_step_the_loop_computed():
+    """forward, then penalty, then backward: the features are the backbone's (in the graph), the logits the head's
+    of those features, the labels the batch's, the number counts steps."""
+    from bench.train import Batches, Schedule, fit
+
+    model, seen = _model(), []
+
+    def record(step):
+        seen.append(step.number)
+        assert torch.allclose(step.logits, model.head(step.features))
+        assert torch.allclose(step.features, model.backbone(step.inputs), atol=1e-5)  # train mode: same batch
+        assert step.features.requires_grad and step.features.grad_fn is not None and step.labels.dtype == torch.long
+        return None
+
+    x, y = _batch(8), torch.arange(8) % 10
+    batches = Batches(x, y.numpy(), torch.arange(8).numpy(), 4, lambda b: b, torch.device("cpu"))
+    fit(model, [{"params": model.parameters()}], batches, batches, Schedule(3, 1), 1e-4, 0.0, 0, extra_loss=record)
+    assert seen == [0, 1, 2]
+
+
+def test_bss_penalty_is_eta_times_the_smallest_squared_singular_value_with_its_gradient():
+    from bench.strategies.bss import shrinkage
+
+    torch.manual_seed(3)
+    u, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(10, 6, dtype=torch.float64))
+    sigma = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.5], dtype=torch.float64)
+    features = (u * sigma) @ v.T  # 6 x 10, singular values sigma
+    features.requires_grad_(True)
+    loss = 1e-3 * shrinkage(features)
+    assert torch.isclose(loss, torch.tensor(1e-3 * 0.25, dtype=torch.float64))
+    loss.backward()
+    # d sigma_min^2 / dF = 2 sigma_min u_min v_min^T
+    expected = 1e-3 * 2 * 0.5 * torch.outer(u[:, -1], v[:, -1])
+    assert torch.allclose(features.grad, expected, atol=1e-10)
+    assert torch.isclose(shrinkage(features.detach(), k=2), torch.tensor(0.25 + 1.0, dtype=torch.float64))
+
+
+def test_bss_strategy_penalises_the_features_of_the_step():
+    from bench.strategies.bss import shrinkage
+    from bench.train import Step
+
+    model, x = _model(), _batch()
+    feats = model.backbone(x)
+    step = Step(x, feats, model.head(feats), torch.zeros(6, dtype=torch.long), 0)
+    s = get_strategy("bss")
+    s.param_groups(model, {**HP, "eta": 0.01})
+    assert torch.allclose(s.extra_loss(model, {**HP, "eta": 0.01}, step), 0.01 * shrinkage(feats))
+
+
+def test_delta_penalty_is_zero_at_the_start_and_its_formula_after_the_backbone_moved():
+    from bench.train import Step
+
+    model, x, hp = _model(), _batch(), {**HP, "alpha": 0.2}
+    s = get_strategy("delta")
+    groups = s.param_groups(model, hp)
+    assert groups[0]["weight_decay"] == 0.0 and len(groups[1]["params"]) == 2  # decay on the head only
+    model.eval()  # the same BatchNorm statistics for both, so the start is exactly the reference
+
+    def step_of(m):
+        feats = m.backbone(x)
+        return Step(x, feats, m.head(feats), torch.zeros(6, dtype=torch.long), 0)
+
+    assert s.extra_loss(model, hp, step_of(model)).item() == pytest.approx(0.0, abs=1e-10)
+    start = s.reference(x)
+    _shift(model)
+    step = step_of(model)
+    step.features.retain_grad()
+    loss = s.extra_loss(model, hp, step)
+    diff = step.features.detach() - start
+    assert torch.isclose(loss, 0.2 / 2 * diff.pow(2).sum(dim=1).mean(), rtol=1e-5)
+    loss.backward()
+    assert torch.allclose(step.features.grad, 0.2 * diff / 6, rtol=1e-4, atol=1e-8)  # d/df of alpha/2 mean ||.||^2
+    assert all(p.grad is None for p in s.reference.parameters())  # the reference never trains
+
+
+def test_a_two_argument_extra_loss_of_an_older_plugin_still_works():
+    from bench.strategies.base import Strategy, penalty
+    from bench.train import Step
+
+    class Old(Strategy):
+        name, description = "old", "an extra_loss without the step"
+
+        def extra_loss(self, model, hp):
+            return torch.tensor(1.5)
+
+    step = Step(None, torch.zeros(1), torch.zeros(1), torch.zeros(1), 0)
+    assert penalty(Old(), _model(), HP)(step).item() == 1.5

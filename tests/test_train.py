@@ -43,7 +43,7 @@ def test_fit_raises_on_a_nan_loss():
             lr=1e-3,
             weight_decay=0.0,
             seed=0,
-            extra_loss=lambda: torch.tensor(float("nan")),
+            extra_loss=lambda step: torch.tensor(float("nan")),
         )
 
 

@@ -2,6 +2,8 @@
 
 from bench.strategies import (  # noqa: F401  (register the built-ins)
     bitfit,
+    bss,
+    delta,
     feature_extraction,
     finetune,
     l1,
@@ -14,6 +16,6 @@ from bench.strategies import (  # noqa: F401  (register the built-ins)
     partial,
     scratch,
 )
-from bench.strategies.base import STRATEGIES, Hyperparameters, Strategy, get_strategy, register_strategy
+from bench.strategies.base import STRATEGIES, Hyperparameters, Step, Strategy, get_strategy, register_strategy
 
-__all__ = ["STRATEGIES", "Hyperparameters", "Strategy", "get_strategy", "register_strategy"]
+__all__ = ["STRATEGIES", "Hyperparameters", "Step", "Strategy", "get_strategy", "register_strategy"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.metadata
+import inspect
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -10,6 +15,7 @@ import torch
 
 from bench.backbones.base import Classifier
 from bench.registry import Registry
+from bench.train import Step
 
 Hyperparameters = dict[str, Any]
 
@@ -21,12 +27,20 @@ class Strategy:
     - ``before_fit``: an optional phase before training, e.g. LP-FT's linear probe: ``probe(C)`` fits the head
       as a converged L2 logistic regression on the frozen pretrained backbone's features.
     - ``param_groups``: freeze what must not train and return the optimizer's parameter groups. Called once
-      per training run on a freshly built model, before any ``extra_loss``: a strategy may keep what it
-      needs from the starting weights (L2-SP keeps them as its reference). No parameters: the loop does not
-      run (``feature_extraction``, whose probe is the whole training).
-    - ``extra_loss``: a term added to the cross-entropy at every step (e.g. a penalty on the weights).
+      per training run on a freshly built model that is already on its device, after ``before_fit`` and
+      before any ``extra_loss``: a strategy may keep what it needs from the starting weights (L2-SP keeps them
+      as its reference; DELTA a frozen copy of the starting backbone, on the same device). No parameters: the
+      loop does not run (``feature_extraction``, whose probe is the whole training).
+    - ``extra_loss(model, hp, step)``: a term added to the cross-entropy at every step, after the forward pass
+      and before the backward pass. ``step`` (a ``Step``) holds the batch, the backbone's features of it (in
+      the graph), the logits, the labels and the step number: enough for weight penalties (L2-SP) and for
+      activation penalties (BSS, DELTA). An ``extra_loss(model, hp)`` of two arguments still works.
     - ``pretrained``: start from pretrained weights (``scratch`` does not).
     - ``frozen_backbone``: the backbone never trains, so the head works on cached features (probe and loop).
+
+    One instance serves every trial and final seed of a cell, one training run after another: state kept in
+    ``param_groups`` belongs to the current run. The loop reads ``hp["lr"]`` and ``hp["weight_decay"]``, so
+    ``search_space`` must return both (a fixed value, e.g. ``"weight_decay": 0.0``, is fine).
     """
 
     name: ClassVar[str]
@@ -46,8 +60,37 @@ class Strategy:
     def param_groups(self, model: Classifier, hp: Hyperparameters) -> list[dict[str, Any]]:
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
 
-    def extra_loss(self, model: Classifier, hp: Hyperparameters) -> torch.Tensor | None:
+    def extra_loss(self, model: Classifier, hp: Hyperparameters, step: Step) -> torch.Tensor | None:
         return None
+
+
+def implementation(cls: type[Strategy]) -> dict[str, str]:
+    """What produced a strategy's results, for cell keys: the distribution that ships it, its version, and a digest
+    of the source of every module its class and base classes are defined in (the contract in this file aside: the
+    project's version covers it). Changing a strategy's code, or its plugin's version, reruns its cells only."""
+    digest = hashlib.sha256()
+    for name in sorted({c.__module__ for c in cls.__mro__} - {__name__, "builtins"}):
+        try:
+            digest.update(inspect.getsource(sys.modules[name]).encode())
+        except (OSError, TypeError, KeyError):  # no source to read (a compiled module): its version decides
+            digest.update(name.encode())
+    dist = _distributions().get(cls.__module__.split(".")[0], [None])[0]
+    version = importlib.metadata.version(dist) if dist else "unknown"
+    return {"distribution": dist or cls.__module__, "version": version, "source": digest.hexdigest()[:16]}
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    """Top-level module -> the installed distributions that provide it (read once: it scans every distribution)."""
+    return importlib.metadata.packages_distributions()
+
+
+def penalty(strategy: Strategy, model: Classifier, hp: Hyperparameters) -> Callable[[Step], torch.Tensor | None]:
+    """The training loop's ``extra_loss(step)`` for ``strategy``, whether its ``extra_loss`` takes the step or
+    (as before the step was passed) only the model and the hyperparameters."""
+    if len(inspect.signature(strategy.extra_loss).parameters) >= 3:
+        return lambda step: strategy.extra_loss(model, hp, step)
+    return lambda step: strategy.extra_loss(model, hp)  # type: ignore[call-arg]
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy", entry_point_group="transferbench.strategies")

@@ -14,7 +14,7 @@ import torch
 
 from bench.backbones.base import Classifier
 from bench.strategies import penalties
-from bench.strategies.base import Hyperparameters, Strategy, register_strategy
+from bench.strategies.base import Hyperparameters, Step, Strategy, register_strategy
 
 
 @register_strategy
@@ -33,7 +33,7 @@ class L2(Strategy):
         self.params = list(model.parameters())
         return [{"params": self.params}]
 
-    def extra_loss(self, model: Classifier, hp: Hyperparameters) -> torch.Tensor:
+    def extra_loss(self, model: Classifier, hp: Hyperparameters, step: Step | None = None) -> torch.Tensor:
         return self.penalty(hp)
 
     def penalty(self, hp: Hyperparameters) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 
 from bench.backbones.base import Classifier
 from bench.strategies import penalties
-from bench.strategies.base import Hyperparameters, Strategy, register_strategy
+from bench.strategies.base import Hyperparameters, Step, Strategy, register_strategy
 
 
 @register_strategy
@@ -34,7 +34,7 @@ class L2SP(Strategy):
         self.start = [p.detach().clone() for p in self.backbone]
         return [{"params": list(model.parameters())}]
 
-    def extra_loss(self, model: Classifier, hp: Hyperparameters) -> torch.Tensor:
+    def extra_loss(self, model: Classifier, hp: Hyperparameters, step: Step | None = None) -> torch.Tensor:
         return self.backbone_penalty(hp) + hp["beta"] / 2 * penalties.l2([model.head.weight])
 
     def backbone_penalty(self, hp: Hyperparameters) -> torch.Tensor:
