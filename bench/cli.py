@@ -211,6 +211,13 @@ def _report(exp, console: Console) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.data_root:
+        if not os.path.isdir(args.data_root):
+            _error(
+                Console(stderr=True, soft_wrap=True),
+                f"--data-root {args.data_root[:200]}: no such folder; give "
+                "the folder that holds one sub-folder per dataset (see the README, Data root)",
+            )
+            return 2
         os.environ["TRANSFERBENCH_DATA"] = args.data_root
     if args.results:
         os.environ["TRANSFERBENCH_RESULTS"] = args.results
@@ -237,9 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(f"{args.file}: valid experiment '{exp.name}'")
             return 0
         if args.dry_run:
+            _warn_missing_datasets(exp, err)
             _dry_run(exp, console)
             return 0
         _check_results_folder()
+        _check_store_paths(exp)
         busy = _yield_if_busy(console)
         from bench.matrix import expand
         from bench.runner import run_experiment
@@ -276,8 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(err: Console, message: str) -> None:
-    """``error: <message>``, the message printed as it is (brackets in it are text, not markup)."""
-    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+    """``error: <problem>``, one line per problem, printed as it is (brackets in it are text, not markup)."""
+    for line in message.strip().splitlines() or [message]:
+        err.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False)
 
 
 def _yield_if_busy(console: Console) -> bool:
@@ -314,6 +324,54 @@ def _check_results_folder() -> None:
         (root / ".write-check").unlink()
     except OSError as e:
         raise ConfigError(f"--results {root}: cannot write there ({e.strerror}); give a folder you can write") from e
+
+
+def _warn_missing_datasets(exp, err: Console) -> None:
+    """A dataset that is not in the data root has other cell keys until it is there: say so."""
+    from bench import data, paths
+
+    for ds in exp.datasets:
+        if not data.DATASETS.get(ds.name).available():
+            err.print(
+                Text(
+                    f"warning: dataset '{ds.name}' is not in the data root {paths.data_root()}: `bench run` downloads "
+                    "it when online (set --data-root or $TRANSFERBENCH_DATA if it is elsewhere); until it is there, "
+                    "its cells cannot be matched with finished ones",
+                    style="yellow",
+                )
+            )
+
+
+def _check_store_paths(exp) -> None:
+    """Each store URI, however it was set (file, flag, environment), has a known scheme, and a sqlite store's folder
+    exists or can be made, and can be written: else a ConfigError naming it."""
+    from bench import stores
+    from bench.config import STORAGE_SCHEMES, TRACKING_SCHEMES, ConfigError, check_scheme
+    from bench.tracking import tracking_uri
+    from bench.tuning import storage_url
+
+    for setting, uri, schemes, what in (
+        ("tracking_uri", tracking_uri(exp.tracking_uri), TRACKING_SCHEMES, "an MLflow tracking URI"),
+        ("optuna_storage", storage_url(exp.optuna_storage), STORAGE_SCHEMES, "an Optuna storage URL"),
+    ):
+        try:
+            check_scheme(uri, schemes, what)
+        except ValueError as e:
+            raise ConfigError(f"{setting} (from the file, a flag or the environment): {e}") from None
+
+    for setting, uri in (
+        ("tracking_uri", tracking_uri(exp.tracking_uri)),
+        ("optuna_storage", storage_url(exp.optuna_storage)),
+    ):
+        path = stores.sqlite_path(uri)
+        if path is None:
+            continue
+        folder = next(p for p in [path.parent, *path.parents] if p.exists())
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"{setting} {uri[:200]}: cannot create or write the store there ({folder} is not a folder this "
+                "process can write); give a path you can write, or leave it unset for the results folder"
+            )
 
 
 def _finished(exp) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -25,10 +26,12 @@ class _Strict(BaseModel):
     def _known_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
             allowed = list(cls.model_fields)
-            for key in data:
+            for key, value in data.items():
                 if key not in allowed:
                     hint = cls._nested_home(str(key)) or did_you_mean(str(key), allowed)
-                    raise ValueError(f"unknown key '{key}'{hint}; allowed keys: {', '.join(allowed)}")
+                    raise ValueError(f"unknown key '{_cut(str(key))}'{hint}; allowed keys: {', '.join(allowed)}")
+                if isinstance(value, bool) and _is_number(cls.model_fields[key].annotation):
+                    raise ValueError(f"'{key}' is a number, got {value} (YAML reads yes, no, on, off as booleans)")
         return data
 
     @classmethod
@@ -39,6 +42,13 @@ class _Strict(BaseModel):
             if isinstance(section, type) and issubclass(section, _Strict) and key in section.model_fields:
                 return f" (it belongs under '{name}:')"
         return ""
+
+
+def _is_number(annotation: Any) -> bool:
+    """Whether a field holds a number (``int``, ``float``, or either or None)."""
+    if annotation in (int, float):
+        return True
+    return any(a in (int, float) for a in getattr(annotation, "__args__", ()))
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -84,6 +94,13 @@ class BackboneConfig(_Named):
     clip_seconds: float | None = Field(
         None, gt=0, le=60, description="audio backbones: clips are padded or cropped to this length"
     )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, weights: Path | None) -> Path | None:
+        if weights is not None and not weights.exists():
+            raise ValueError(f"no such file or folder: {_cut(str(weights))} (a local weights file or folder)")
+        return weights
 
     @model_validator(mode="after")
     def _options_fit_the_modality(self) -> BackboneConfig:
@@ -192,12 +209,24 @@ def check_ray_address(address: str) -> str:
 
 
 Budget = int | Literal["all"]
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "oracle")
+
+
+def check_scheme(uri: str | None, schemes: tuple[str, ...], what: str) -> str | None:
+    """``uri`` when its scheme (``postgresql+psycopg`` counts as ``postgresql``) is one of ``schemes``."""
+    if uri is None:
+        return None
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
+    if scheme not in schemes:
+        raise ValueError(f"{_cut(uri)} is not {what}: its scheme must be one of {', '.join(f'{s}:' for s in schemes)}")
+    return uri
 
 
 class Experiment(_Strict):
     """A whole experiment file."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="MLflow experiment and results/<name>/")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100, description="MLflow experiment and results/<name>/")
     description: str = ""
     backbones: list[BackboneConfig] = Field(min_length=1)
     datasets: list[DatasetConfig] = Field(min_length=1)
@@ -210,6 +239,34 @@ class Experiment(_Strict):
     cluster: ClusterConfig = ClusterConfig()
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///results/mlflow.db")
     optuna_storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///results/optuna.db")
+
+    @field_validator("name")
+    @classmethod
+    def _a_folder_of_its_own(cls, name: str) -> str:
+        if set(name) == {"."}:
+            raise ValueError(f"'{name}' would put results outside results/<name>/; give a name with a letter or digit")
+        return name
+
+    @field_validator("backbones", "datasets")
+    @classmethod
+    def _listed_once(cls, entries: list[_Named]) -> list[_Named]:
+        seen = set()
+        for entry in entries:
+            key = json.dumps(entry.model_dump(mode="json"), sort_keys=True)
+            if key in seen:
+                raise ValueError(f"'{entry.name}' is listed twice with the same settings; list it once")
+            seen.add(key)
+        return entries
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_scheme(cls, uri: str | None) -> str | None:
+        return check_scheme(uri, TRACKING_SCHEMES, "an MLflow tracking URI")
+
+    @field_validator("optuna_storage")
+    @classmethod
+    def _storage_scheme(cls, url: str | None) -> str | None:
+        return check_scheme(url, STORAGE_SCHEMES, "an Optuna storage URL (an SQLAlchemy database URL)")
 
     @field_validator("strategies")
     @classmethod
@@ -234,6 +291,14 @@ class Experiment(_Strict):
                 )
         return self
 
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _no_boolean_budgets(cls, budgets: Any) -> Any:
+        for b in budgets if isinstance(budgets, list) else ():
+            if isinstance(b, bool):
+                raise ValueError(f"budget {b} is a boolean (YAML reads yes, no, on, off so); give a number or 'all'")
+        return budgets
+
     @field_validator("budgets")
     @classmethod
     def _positive_budgets(cls, budgets: list[Budget]) -> list[Budget]:
@@ -245,37 +310,163 @@ class Experiment(_Strict):
         return budgets
 
 
-def _format(err: ValidationError) -> str:
+def _format(err: ValidationError, source: str) -> str:
+    """One line per problem: ``<file>: <field>: <what is wrong and what is allowed>``."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] not in ("value_error", "assertion_error") and "input" in e:
             got = e["input"]
-            msg += f" (got {got!r})" if not isinstance(got, dict) else ""
-        lines.append(f"  {loc or '(top level)'}: {msg}")
+            msg += f" (got {_cut(repr(got))})" if not isinstance(got, dict) else ""
+        lines.append(f"{source}: {_cut(loc, 120) or '(top level)'}: {_cut(msg, 400)}")
     return "\n".join(lines)
 
 
 def parse(data: Any, source: str = "<experiment>") -> Experiment:
-    """Validate a mapping as an experiment; raise ConfigError listing every problem."""
+    """Validate a mapping as an experiment; raise ConfigError listing every problem, one line each: every unknown
+    key (with where it belongs or what it resembles), then every wrong value of the known ones."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: an experiment file must be a YAML mapping of keys to values")
+    unknown: list[str] = []
+    known = _known_only(Experiment, data, "", unknown)
     try:
-        return Experiment.model_validate(data)
+        exp = Experiment.model_validate(known)
     except ValidationError as err:
-        raise ConfigError(f"{source} is not a valid experiment file:\n{_format(err)}") from None
+        raise ConfigError("\n".join([*(f"{source}: {u}" for u in unknown), _format(err, source)])) from None
+    if unknown:
+        raise ConfigError("\n".join(f"{source}: {u}" for u in unknown))
+    return exp
+
+
+def _known_only(cls: type[_Strict], data: Any, loc: str, unknown: list[str]) -> Any:
+    """``data`` without the keys ``cls`` and its sections do not have; each one left out is noted in ``unknown``."""
+    if not isinstance(data, dict):
+        return data
+    allowed, kept = list(cls.model_fields), {}
+    for key, value in data.items():
+        if key not in cls.model_fields:
+            hint = cls._nested_home(str(key)) or did_you_mean(str(key), allowed)
+            unknown.append(
+                f"{loc or '(top level)'}: unknown key '{_cut(str(key))}'{hint}; allowed keys: {', '.join(allowed)}"
+            )
+            continue
+        section = _section(cls.model_fields[key].annotation)
+        where = f"{loc}.{key}" if loc else str(key)
+        if section is None:
+            kept[key] = value
+        elif isinstance(value, list):
+            kept[key] = [_known_only(section, v, f"{where}.{i}", unknown) for i, v in enumerate(value)]
+        else:
+            kept[key] = _known_only(section, value, where, unknown)
+    return kept
+
+
+def _section(annotation: Any) -> type[_Strict] | None:
+    """The section model of a field (``TrainingConfig``, or the item of ``list[BackboneConfig]``), if any."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, _Strict):
+            return candidate
+    return None
+
+
+MAX_BYTES = 1_000_000  # an experiment file is a page of YAML: a bigger one is the wrong file
+MAX_ALIASES = 100  # YAML aliases (*name) per file: enough to reuse settings, too few for an alias bomb
+MAX_VALUES = 100_000  # values in the file once aliases are expanded
+MAX_DEPTH = 32  # nesting of mappings and lists
 
 
 def load(path: str | Path) -> Experiment:
-    """Read and validate an experiment file. ``name`` defaults to the file's stem."""
+    """Read and validate an experiment file. ``name`` defaults to the file's stem.
+
+    Before any value is looked at, the file must be UTF-8 text of at most ``MAX_BYTES``; YAML with no key twice in
+    one mapping, at most ``MAX_ALIASES`` aliases, ``MAX_VALUES`` values and ``MAX_DEPTH`` levels of nesting.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such experiment file (examples are in experiments/)")
+    text = _text(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader, with limits
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_cut(str(err), 300)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be an experiment file (at most {MAX_DEPTH} levels)") from None
+    except _TooMuch as err:
+        raise ConfigError(f"{path}: {err}") from None
+    _check_size(path, data)
     if isinstance(data, dict):
         data.setdefault("name", path.stem)
     return parse(data, str(path))
+
+
+def _text(path: Path) -> str:
+    """The file as text, or a ConfigError saying what it is instead."""
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise ConfigError(f"{path}: {size / 1e6:.1f} MB; an experiment file is YAML of at most {MAX_BYTES // 1000} kB")
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{path}: UTF-16 text (as Windows Notepad saves it); save it as UTF-8")
+    if b"\0" in raw:
+        raise ConfigError(f"{path}: a binary file, not YAML text; give an experiment file (see experiments/)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line}; Latin-1 or Windows-1252?); "
+            "save it as UTF-8"
+        ) from None
+
+
+class _TooMuch(Exception):
+    """A file past one of the limits; the message says which."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping and more than ``MAX_ALIASES`` aliases."""
+
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _TooMuch(f"more than {MAX_ALIASES} YAML aliases (*name); an experiment file needs a few at most")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first:
+                    raise _TooMuch(
+                        f"line {line}: key '{_cut(str(key))}' is given twice in one mapping (first on line "
+                        f"{first[key]}); keep one"
+                    )
+                first[key] = line
+            except TypeError:  # an unhashable key: YAML's own constructor says so
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_size(path: Path, data: Any) -> None:
+    """At most ``MAX_VALUES`` values (aliases expanded) and ``MAX_DEPTH`` levels; counted without recursion."""
+    stack, values = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        values += 1
+        if values > MAX_VALUES:
+            raise ConfigError(f"{path}: more than {MAX_VALUES:,} values once YAML aliases are expanded")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{path}: nested too deeply to be an experiment file (at most {MAX_DEPTH} levels)")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"

@@ -72,8 +72,9 @@ class Registry(Generic[T]):
         except KeyError:
             names = self.names()
             broken = "".join(f"; {why}" for why in self.broken.values())
+            shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name) - 80} more characters)"
             raise UnknownNameError(
-                f"unknown {self.kind} '{name}'{did_you_mean(name, names)}; available: {', '.join(names)}{broken}"
+                f"unknown {self.kind} '{shown}'{did_you_mean(name[:200], names)}; available: {', '.join(names)}{broken}"
             ) from None
 
     def names(self) -> list[str]:

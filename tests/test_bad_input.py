@@ -1,0 +1,215 @@
+"""Hostile and careless input, as a new user would give it: every case ends in exit code 2 with one ``error:`` line
+per problem that names it, no traceback, nothing written, within seconds.
+
+Most cases run the command line in this process (``bench.cli.main``); the file-format cases also run it as a real
+process, so that what a terminal shows is checked too.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_experiment
+
+from bench import cli
+
+
+def _yaml(**overrides) -> str:
+    return yaml.safe_dump(tiny_experiment(**overrides))
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+)
+# name -> (the file's bytes, words the error must contain)
+FILES: dict[str, tuple[bytes, str]] = {
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "a binary file, not YAML text"),
+    "latin-1": (("description: café\n" + _yaml()).encode("latin-1"), "not UTF-8 text (byte 0xe9 on line 1"),
+    "utf-16 le (Notepad)": (codecs.BOM_UTF16_LE + _yaml().encode("utf-16-le"), "UTF-16 text"),
+    "utf-16 be": (codecs.BOM_UTF16_BE + _yaml().encode("utf-16-be"), "UTF-16 text"),
+    "2 MB": (b"description: '" + b"x" * 2_000_000 + b"'\n", "an experiment file is YAML of at most 1000 kB"),
+    "100,000 nested brackets": (b"budgets: " + b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "40 nested lists": (("budgets: " + "[" * 40 + "5" + "]" * 40).encode(), "nested too deeply"),
+    "alias bomb": ((BOMB + _yaml()).encode(), "more than 100,000 values once YAML aliases are expanded"),
+    "many aliases": (
+        ("x: &x 5\nbudgets: [" + ", ".join(["*x"] * 101) + "]\n").encode(),
+        "more than 100 YAML aliases",
+    ),
+    "key twice at the top": ((_yaml() + "seeds: 4\n").encode(), "key 'seeds' is given twice in one mapping"),
+    "key twice in a section": (b"training:\n  epochs: 2\n  epochs: 3\n", "key 'epochs' is given twice"),
+    "a list, not a mapping": (b"- cifar10\n- mobilenetv2_100\n", "must be a YAML mapping"),
+    "empty": (b"", "must be a YAML mapping"),
+    "unclosed bracket": (b"budgets: [5, 10\n", "not valid YAML"),
+    "tab indentation": (b"training:\n\tepochs: 2\n", "not valid YAML"),
+}
+
+# name -> (experiment overrides, words the error must contain)
+FIELDS: dict[str, tuple[dict, str]] = {
+    "unknown key": ({"seed": 3}, "unknown key 'seed' (did you mean 'seeds'?)"),
+    "unknown nested key": ({"training": {"epoch": 2}}, "unknown key 'epoch' (did you mean 'epochs'?)"),
+    "key in the wrong section": ({"epochs": 2}, "unknown key 'epochs' (it belongs under 'training:')"),
+    "epochs: yes": ({"training": {"epochs": True}}, "'epochs' is a number, got True"),
+    "seeds: true": ({"seeds": True}, "'seeds' is a number, got True"),
+    "budget yes": ({"budgets": [True]}, "budget True is a boolean"),
+    "budget 0": ({"budgets": [0]}, "budget 0 must be a positive number"),
+    "budget twice": ({"budgets": [5, 5]}, "a budget is listed twice"),
+    "budget a word": ({"budgets": ["ten"]}, "budgets.0"),
+    "name ..": ({"name": ".."}, "would put results outside results/<name>/"),
+    "name of 300 characters": ({"name": "a" * 300}, "at most 100 characters"),
+    "name with a slash": ({"name": "a/b"}, "name: String should match pattern"),
+    "unknown backbone": ({"backbones": ["mobilenetv2"]}, "unknown backbone 'mobilenetv2' (did you mean"),
+    "unknown dataset": ({"datasets": ["cifar11"]}, "unknown dataset 'cifar11' (did you mean 'cifar10'?)"),
+    "unknown strategy": ({"strategies": ["l2_sp"]}, "unknown strategy 'l2_sp' (did you mean 'l2sp'?)"),
+    "strategy twice": ({"strategies": ["finetune", "finetune"]}, "a strategy is listed twice"),
+    "backbone twice": ({"backbones": ["mobilenetv2_100", "mobilenetv2_100"]}, "'mobilenetv2_100' is listed twice"),
+    "dataset twice": ({"datasets": ["cifar10", "cifar10"]}, "'cifar10' is listed twice"),
+    "dataset without a backbone": ({"datasets": ["cifar10", "sms_spam"]}, "dataset 'sms_spam' is text"),
+    "option of another modality": (
+        {"backbones": [{"name": "mobilenetv2_100", "max_length": 64}]},
+        "'max_length' applies to text backbones",
+    ),
+    "missing weights file": (
+        {"backbones": [{"name": "mobilenetv2_100", "weights": "/no/such/weights.pth"}]},
+        "weights: no such file or folder: /no/such/weights.pth",
+    ),
+    "unknown tracking scheme": ({"tracking_uri": "ftp://host/mlflow"}, "is not an MLflow tracking URI"),
+    "unknown storage scheme": ({"optuna_storage": "redis://host/0"}, "is not an Optuna storage URL"),
+    "steps and epochs": ({"training": {"steps": 10, "epochs": 2}}, "give either 'steps' or 'epochs'"),
+    "unknown device": ({"training": {"device": "tpu"}}, "training.device: Input should be 'auto'"),
+    "markup in a value": ({"backbones": ["[/bold]oops"]}, "unknown backbone '[/bold]oops'"),
+    "a huge bad value": ({"backbones": ["x" * 100_000]}, "(99920 more characters)"),
+    "bad ray address": ({"cluster": {"ray": "nowhere"}}, "Ray address 'nowhere'"),
+    "fractional GPUs above one": ({"cluster": {"gpus_trained": 1.5}}, "Ray shares a GPU only below 1"),
+    "negative seeds": ({"seeds": -1}, "seeds: Input should be greater than or equal to 1"),
+}
+
+
+def _check(code: int, err: str, words: str, results: Path, seconds: float) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err and words in err, err
+    lines = [line for line in err.strip().splitlines() if not line.startswith(("usage:", " "))]  # argparse's usage
+    assert lines and all(line.startswith(("error:", "bench run: error:")) for line in lines), err
+    assert len(err) < 4000, f"{len(err)} characters of errors"
+    assert not [p for p in results.rglob("*") if p.is_file()] if results.exists() else True, "something was written"
+    assert seconds < 5, f"took {seconds:.1f} s"
+
+
+def _main(argv: list[str], capsys) -> tuple[int, str, float]:
+    start = time.perf_counter()
+    code = cli.main(argv)
+    return code, capsys.readouterr().err, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_file_that_is_not_a_usable_experiment(name, command, tmp_path, results_root, capsys):
+    content, words = FILES[name]
+    path = tmp_path / "exp.yaml"
+    path.write_bytes(content)
+    code, err, seconds = _main([command, str(path)], capsys)
+    _check(code, err, words, results_root, seconds)
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_a_field_that_is_wrong(name, tmp_path, results_root, capsys):
+    overrides, words = FIELDS[name]
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(**overrides)))
+    code, err, seconds = _main(["run", str(path)], capsys)
+    _check(code, err, words, results_root, seconds)
+
+
+def test_several_problems_give_one_error_line_each(tmp_path, results_root, capsys):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(seed=3, training={"epoch": 2}, budgets=[0])))
+    code, err, seconds = _main(["validate", str(path)], capsys)
+    _check(code, err, "unknown key 'seed'", results_root, seconds)
+    assert len(err.strip().splitlines()) == 3 and "unknown key 'epoch'" in err and "budget 0" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--results", "{file}", "run", "{exp}"], "not a folder"),
+        (["--data-root", "/no/such/data", "run", "{exp}"], "--data-root /no/such/data: no such folder"),
+        (["run", "{exp}", "--workers", "0"], "expected a number of workers"),
+        (["run", "{exp}", "--workers", "many"], "expected a number of workers"),
+        (["run", "/no/such/file.yaml"], "no such experiment file"),
+        (["run", "{folder}"], "no such experiment file"),
+        (["run", "{exp}", "--tracking-uri", "sqlite:////etc/hostname/x/mlflow.db"], "cannot create or write the store"),
+        (["run", "{exp}", "--optuna-storage", "sqlite:////etc/hostname/optuna.db"], "optuna_storage sqlite:"),
+    ],
+)
+def test_a_flag_that_is_wrong(args, words, tmp_path, results_root, capsys):
+    exp, file = tmp_path / "exp.yaml", tmp_path / "a-file"
+    exp.write_text(yaml.safe_dump(tiny_experiment()))
+    file.write_text("")
+    argv = [a.format(exp=exp, file=file, folder=tmp_path) for a in args]
+    start = time.perf_counter()
+    try:
+        code = cli.main(argv)
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    err = capsys.readouterr().err
+    _check(code, err, words, results_root, time.perf_counter() - start)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("MLFLOW_TRACKING_URI", "ftp://host/mlflow", "tracking_uri (from the file, a flag or the environment)"),
+        ("TRANSFERBENCH_OPTUNA_STORAGE", "redis://host/0", "is not an Optuna storage URL"),
+        ("TRANSFERBENCH_RESULTS", "{file}", "not a folder"),
+    ],
+)
+def test_a_bad_store_or_folder_in_the_environment_is_named(variable, value, words, tmp_path, capsys, monkeypatch):
+    exp, file = tmp_path / "exp.yaml", tmp_path / "a-file"
+    exp.write_text(yaml.safe_dump(tiny_experiment()))
+    file.write_text("")
+    monkeypatch.setenv(variable, value.format(file=file))
+    code, err, seconds = _main(["run", str(exp)], capsys)
+    _check(code, err, words, tmp_path / "results", seconds)
+
+
+def test_a_bad_environment_variable_is_named(tmp_path, results_root, capsys, monkeypatch):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump(tiny_experiment()))
+    monkeypatch.setenv("TRANSFERBENCH_WORKERS", "lots")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", str(exp)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "'lots'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["binary", "utf-16 le (Notepad)", "alias bomb", "100,000 nested brackets"])
+def test_in_a_real_process_too(name, tmp_path):
+    content, words = FILES[name]
+    path = tmp_path / "exp.yaml"
+    path.write_bytes(content)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--results", str(tmp_path / "results"), "run", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=60,
+    )
+    _check(done.returncode, done.stderr, words, tmp_path / "results", time.perf_counter() - start)
+
+
+def test_a_dry_run_warns_when_a_dataset_is_not_in_the_data_root(tmp_path, capsys, monkeypatch):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump(tiny_experiment()))
+    empty = tmp_path / "no-datasets"
+    empty.mkdir()
+    monkeypatch.setenv("TRANSFERBENCH_DATA", os.environ["TRANSFERBENCH_DATA"])  # restored after: main sets it
+    assert cli.main(["--data-root", str(empty), "run", str(exp), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: dataset 'cifar10' is not in the data root" in err
