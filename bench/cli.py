@@ -210,21 +210,21 @@ def _report(exp, console: Console) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: wide enough that tables are not squeezed
+        console = Console(width=160)
+    err = Console(stderr=True, soft_wrap=True)
     if args.data_root:
         if not os.path.isdir(args.data_root):
             _error(
-                Console(stderr=True, soft_wrap=True),
-                f"--data-root {args.data_root[:200]}: no such folder; give "
-                "the folder that holds one sub-folder per dataset (see the README, Data root)",
+                err,
+                f"--data-root {args.data_root[:200]}: no such folder; give the folder that holds one sub-folder "
+                "per dataset (see the README, Data root)",
             )
             return 2
         os.environ["TRANSFERBENCH_DATA"] = args.data_root
     if args.results:
         os.environ["TRANSFERBENCH_RESULTS"] = args.results
-    console = Console()
-    if not console.is_terminal:  # logs and pipes: wide enough that tables are not squeezed
-        console = Console(width=160)
-    err = Console(stderr=True, soft_wrap=True)
 
     from bench import config, errors
     from bench.data import DatasetMissingError

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "TRANSFERBENCH_DATA" not in os.environ and MIRROR.is_dir():
@@ -54,3 +58,26 @@ def tiny_experiment(**overrides) -> dict:
     }
     exp.update(overrides)
     return exp
+
+
+@pytest.fixture(scope="session")
+def exp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny experiment as a file, for tests that run the command line."""
+    path = tmp_path_factory.mktemp("exp") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference(exp_file: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The tiny experiment's summary from one process nobody interrupted: what every other way of running it
+    (resumed, several workers, on Ray) must give."""
+    results = tmp_path_factory.mktemp("reference")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--results", str(results), "run", str(exp_file)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TRANSFERBENCH_WORKERS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return pd.read_csv(results / "tiny" / "summary.csv")

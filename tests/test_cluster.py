@@ -48,21 +48,6 @@ def _summary(results: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def exp_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("exp") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment()))
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(exp_file, tmp_path_factory) -> pd.DataFrame:
-    """The summary of the same matrix trained in one process, without Ray."""
-    results = tmp_path_factory.mktemp("reference")
-    _run(_bench(results, "run", str(exp_file)), TRANSFERBENCH_WORKERS="1")
-    return _summary(results)
-
-
-@pytest.fixture(scope="module")
 def ray_token() -> Iterator[None]:
     """Token authentication, as Ray 2.59+ does by default, with a token of these tests' own (never ~/.ray's);
     one for the module, since a process that has talked to a cluster keeps the token it used."""

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from conftest import tiny_experiment
 from exactly_once import assert_exactly_once, sqlite_stores
 
 SEEDS, TRIALS, CELLS = 2, 2, 3
@@ -52,22 +50,6 @@ def _wait_for(predicate, timeout: float = 120, poll: float = 0.002) -> bool:
             return True
         time.sleep(poll)
     return False
-
-
-@pytest.fixture(scope="module")
-def exp_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("exp") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment()))
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(exp_file, tmp_path_factory) -> pd.DataFrame:
-    """The summary of a run nobody interrupted."""
-    results = tmp_path_factory.mktemp("reference")
-    rc, out, err = _finish(_start(results, exp_file))
-    assert rc == 0, err
-    return pd.read_csv(results / "tiny" / "summary.csv")
 
 
 def _query(db: Path, sql: str) -> list[tuple]:

@@ -21,6 +21,11 @@ def plugin_site(tmp_path_factory) -> Path:
     """The example plugin installed with pip into its own site folder (put on PYTHONPATH below)."""
     site, source = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("plugin") / "src"
     shutil.copytree(PLUGIN, source)  # building writes into the source folder: keep the checkout clean
+    return _pip_install(source, site)
+
+
+def _pip_install(source: Path, site: Path) -> Path:
+    """``pip install`` a package's source folder into ``site``; returns ``site``."""
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, source],
         check=True,
@@ -84,11 +89,7 @@ def broken_site(tmp_path_factory) -> Path:
         '[project]\nname = "transferbench-broken"\nversion = "0.3.0"\n'
         '[project.entry-points."transferbench.strategies"]\nbroken = "transferbench_broken"\n'
     )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, source],
-        check=True,
-    )
-    return site
+    return _pip_install(source, site)
 
 
 def test_a_plugin_that_cannot_be_imported_fails_alone(broken_site, tmp_path):
