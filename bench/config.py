@@ -28,11 +28,17 @@ class _Strict(BaseModel):
             allowed = list(cls.model_fields)
             for key, value in data.items():
                 if key not in allowed:
-                    hint = cls._nested_home(str(key)) or did_you_mean(str(key), allowed)
-                    raise ValueError(f"unknown key '{_cut(str(key))}'{hint}; allowed keys: {', '.join(allowed)}")
+                    raise ValueError(cls._unknown(key))
                 if isinstance(value, bool) and _is_number(cls.model_fields[key].annotation):
                     raise ValueError(f"'{key}' is a number, got {value} (YAML reads yes, no, on, off as booleans)")
         return data
+
+    @classmethod
+    def _unknown(cls, key: Any) -> str:
+        """What is wrong with an unknown key: where it belongs, or the key it resembles, and the allowed keys."""
+        allowed = list(cls.model_fields)
+        hint = cls._nested_home(str(key)) or did_you_mean(str(key), allowed)
+        return f"unknown key '{_cut(str(key))}'{hint}; allowed keys: {', '.join(allowed)}"
 
     @classmethod
     def _nested_home(cls, key: str) -> str:
@@ -343,13 +349,10 @@ def _known_only(cls: type[_Strict], data: Any, loc: str, unknown: list[str]) -> 
     """``data`` without the keys ``cls`` and its sections do not have; each one left out is noted in ``unknown``."""
     if not isinstance(data, dict):
         return data
-    allowed, kept = list(cls.model_fields), {}
+    kept = {}
     for key, value in data.items():
         if key not in cls.model_fields:
-            hint = cls._nested_home(str(key)) or did_you_mean(str(key), allowed)
-            unknown.append(
-                f"{loc or '(top level)'}: unknown key '{_cut(str(key))}'{hint}; allowed keys: {', '.join(allowed)}"
-            )
+            unknown.append(f"{loc or '(top level)'}: {cls._unknown(key)}")
             continue
         section = _section(cls.model_fields[key].annotation)
         where = f"{loc}.{key}" if loc else str(key)

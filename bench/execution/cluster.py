@@ -183,8 +183,18 @@ def run_on_ray(exp: Experiment, cells: list[Cell], display: Display, run_id: str
         if pending:  # Ctrl-C or an error: ask the running tasks to stop as after Ctrl-C, and wait for them
             for ref in pending:
                 ray.cancel(ref)
-            ray.wait(list(pending), num_returns=len(pending), timeout=STOP_SECONDS)
+            _wait_for_release(exp, list(pending.values()))
             lines.show(_drain(events))
+
+
+def _wait_for_release(exp: Experiment, cells: list[Cell]) -> None:
+    """Wait (at most ``STOP_SECONDS``) until no live task holds a claim on ``cells``. A cancelled task's reference
+    resolves at once, but its worker first ends its open runs as KILLED, then releases its claim."""
+    from bench.execution.claims import for_store
+
+    claims, end = for_store(exp.optuna_storage), time.monotonic() + STOP_SECONDS
+    while any(claims.holder(c.key) for c in cells) and time.monotonic() < end:
+        time.sleep(0.2)
 
 
 def _cell_task(exp: Experiment, cell: Cell, index: int, run_id: str, events: Any) -> dict[str, Any] | None:

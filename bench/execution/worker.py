@@ -64,6 +64,9 @@ def work(
                     try:
                         if not _settled(exp, cell, run_id):  # it may have finished between the look and the claim
                             _train(exp, cell, worker, emit, run_id, tracker, loaded, where or {})
+                    except KeyboardInterrupt:
+                        tracker.end_open_runs()  # before the claim goes: whoever waits for it finds them ended
+                        raise
                     finally:
                         claims.release(cell.key)
                     continue
