@@ -358,11 +358,6 @@ def _check_store_paths(exp) -> None:
             check_scheme(uri, schemes, what)
         except ValueError as e:
             raise ConfigError(f"{setting} (from the file, a flag or the environment): {e}") from None
-
-    for setting, uri in (
-        ("tracking_uri", tracking_uri(exp.tracking_uri)),
-        ("optuna_storage", storage_url(exp.optuna_storage)),
-    ):
         path = stores.sqlite_path(uri)
         if path is None:
             continue

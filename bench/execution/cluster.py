@@ -101,7 +101,7 @@ def connect(address: str) -> Iterator[dict[str, float]]:
 def _answers(address: str) -> None:
     """Something listens at a Ray address (for ``auto``: the cluster this machine's Ray last started), within
     seconds; else a ConfigError saying what to do."""
-    target = address.removeprefix("ray://")
+    target = address
     if address == "auto":
         current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # where `ray start` notes its address
         target = os.environ.get("RAY_ADDRESS") or (current.read_text().strip() if current.is_file() else "")
@@ -110,7 +110,8 @@ def _answers(address: str) -> None:
                 "--ray auto: no Ray cluster was started on this machine; start one with `ray start --head` "
                 "(docs/cluster.md), give its address, or use --ray alone to start one for this run"
             )
-    host, _, port = target.removeprefix("ray://").rpartition(":")
+    target = target.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except (OSError, ValueError) as err:

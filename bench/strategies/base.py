@@ -64,6 +64,7 @@ class Strategy:
         return None
 
 
+@functools.cache  # every cell key asks: the sources are read and digested once per class and process
 def implementation(cls: type[Strategy]) -> dict[str, str]:
     """What produced a strategy's results, for cell keys: the distribution that ships it, its version, and a digest
     of the source of every module its class and base classes are defined in (the contract in this file aside: the
