@@ -51,40 +51,27 @@ def test_without_the_plugin_the_name_is_unknown(tmp_path):
     assert out.returncode == 2 and "unknown strategy 'surgical'" in out.stderr
 
 
-def _run_matrix(strategies: list[str], site: Path, folder: Path) -> tuple[Path, Path]:
-    """The tiny experiment with ``strategies``, run with the plugins of ``site``; its file and results folder."""
-    path, results = folder / "tiny.yaml", folder / "results"
-    path.write_text(yaml.safe_dump(tiny_experiment(strategies=strategies)))
-    out = _bench(["--results", str(results), "run", str(path)], site)
+def test_plugin_strategy_runs_in_a_matrix_and_produces_mlflow_runs(plugin_site, tmp_path, results_root):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["surgical", "scratch"])))
+    out = _bench(["run", str(path)], plugin_site)
     assert out.returncode == 0, out.stderr[-2000:]
-    return path, results
-
-
-def _runs(results: Path, strategy: str):
-    mlflow.set_tracking_uri(f"sqlite:///{results / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=["tiny"], filter_string=f"tags.strategy = '{strategy}'")
-
-
-@pytest.fixture(scope="module")
-def surgical_run(plugin_site, tmp_path_factory) -> tuple[Path, Path]:
-    """One run of a matrix with the plugin's ``surgical`` beside ``scratch``, shared by the tests that read it."""
-    return _run_matrix(["surgical", "scratch"], plugin_site, tmp_path_factory.mktemp("surgical"))
-
-
-def test_plugin_strategy_runs_in_a_matrix_and_produces_mlflow_runs(surgical_run):
-    runs = _runs(surgical_run[1], "surgical")
+    mlflow.set_tracking_uri(f"sqlite:///{results_root / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["tiny"], filter_string="tags.strategy = 'surgical'")
     assert sorted(runs["tags.stage"]) == ["cell", "final", "final", "trial", "trial"]
     assert runs.loc[runs["tags.stage"] == "final", "metrics.test_acc"].notna().all()
 
 
-def test_changing_a_plugins_source_reruns_its_cells_and_no_others(plugin_site, surgical_run, tmp_path):
-    path, results = surgical_run
+def test_changing_a_plugins_source_reruns_its_cells_and_no_others(plugin_site, tmp_path, results_root):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["surgical", "scratch"])))
+    assert _bench(["run", str(path)], plugin_site).returncode == 0
     changed = tmp_path / "site"
     shutil.copytree(plugin_site, changed)
     module = changed / "transferbench_surgical" / "__init__.py"
     module.write_text(module.read_text().replace('suggest_int("k", 1, 3)', 'suggest_int("k", 1, 2)'))
-    before = _bench(["--results", str(results), "run", str(path), "--dry-run"], plugin_site).stdout
-    after = _bench(["--results", str(results), "run", str(path), "--dry-run"], changed).stdout
+    before = _bench(["run", str(path), "--dry-run"], plugin_site).stdout
+    after = _bench(["run", str(path), "--dry-run"], changed).stdout
     assert "2 finished, 0 to run" in before
     assert "1 finished, 1 to run" in after  # the surgical cell: its code changed; scratch's did not
     row = next(line for line in after.splitlines() if "/surgical/" in line)
@@ -122,10 +109,15 @@ def test_a_plugin_that_cannot_be_imported_fails_alone(broken_site, tmp_path):
     assert "unknown strategy 'broken'" in out.stderr and "cannot be imported: ModuleNotFoundError" in out.stderr
 
 
-def test_the_docs_feature_penalty_example_is_the_plugins_and_runs_end_to_end(plugin_site, tmp_path):
+def test_the_docs_feature_penalty_example_is_the_plugins_and_runs_end_to_end(plugin_site, tmp_path, results_root):
     doc = (Path(__file__).parents[1] / "docs" / "adding-a-strategy.md").read_text()
     example = doc.split("## A second example")[1].split("```python\n")[1].split("```")[0]
     assert example in (PLUGIN / "transferbench_surgical" / "my_bss.py").read_text()
-    runs = _runs(_run_matrix(["my_bss", "scratch"], plugin_site, tmp_path)[1], "my_bss")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["my_bss", "scratch"])))
+    out = _bench(["run", str(path)], plugin_site)
+    assert out.returncode == 0, out.stderr[-2000:]
+    mlflow.set_tracking_uri(f"sqlite:///{results_root / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["tiny"], filter_string="tags.strategy = 'my_bss'")
     assert runs.loc[runs["tags.stage"] == "trial", "params.eta"].notna().all()
     assert runs.loc[runs["tags.stage"] == "final", "metrics.test_acc"].notna().all()
