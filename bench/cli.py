@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -319,9 +320,8 @@ def _check_results_folder() -> None:
         raise ConfigError(f"--results {root}: not a folder; give a folder (it is created if missing)")
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with paths.atomic_file(root / ".write-check") as probe:
-            probe.write_text("")
-        (root / ".write-check").unlink()
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-"):  # own name: two runs may check at once
+            pass
     except OSError as e:
         raise ConfigError(f"--results {root}: cannot write there ({e.strerror}); give a folder you can write") from e
 

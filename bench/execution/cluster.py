@@ -18,6 +18,7 @@ import os
 import socket
 import tempfile
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from bench.strategies import STRATEGIES
 LOCAL = "local"
 MAX_RETRIES = 3  # a cell whose worker process or node dies this many times stops the run
 STOP_SECONDS = 30.0
+CLIENT_ATTEMPTS = 3  # tries to connect as a Ray Client
 # What a task needs from the driver's environment: where data, results and caches are, and no network.
 PASSED_ENV = (paths.DATA_ENV, paths.RESULTS_ENV, paths.CACHE_ENV, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
@@ -84,18 +86,29 @@ def connect(address: str) -> Iterator[dict[str, float]]:
         _answers(address)  # Ray itself retries an address where nothing listens for many minutes
         options["address"] = address
     warnings.filterwarnings("ignore", message="Ray Client connection timed out")  # said once, by the error below
-    try:
-        ray.init(**options)
-    except ConnectionError as err:
-        raise ConfigError(
-            f"--ray {address}: no Ray cluster answers there ({str(err).splitlines()[0][:200]}); start one with "
-            "`ray start --head` (docs/cluster.md), check the address and that RAY_AUTH_TOKEN is the cluster's, "
-            "or use --ray local"
-        ) from None
+    for attempt in range(CLIENT_ATTEMPTS):
+        try:
+            ray.init(**options)
+            break
+        except ConnectionAbortedError:  # a Ray Client server that answered, then failed to start this client's
+            if attempt + 1 < CLIENT_ATTEMPTS:  # own server process (slow under load): a new client gets a new one
+                continue
+            raise ConfigError(_refused(address, traceback.format_exc())) from None
+        except ConnectionError:
+            raise ConfigError(_refused(address, traceback.format_exc())) from None
     try:
         yield ray.cluster_resources()
     finally:
         ray.shutdown()
+
+
+def _refused(address: str, trace: str) -> str:
+    """What to do when nothing usable answers at a Ray address; ``trace`` ends with the cause Ray gave."""
+    cause = [line.strip() for line in trace.splitlines() if line.strip()][-1]
+    return (
+        f"--ray {address}: no Ray cluster answers there ({cause[:200]}); start one with `ray start --head` "
+        "(docs/cluster.md), check the address and that RAY_AUTH_TOKEN is the cluster's, or use --ray local"
+    )
 
 
 def _answers(address: str) -> None:
