@@ -1,4 +1,5 @@
-"""Matplotlib figures: a run's confusion matrix, and the report's heatmap, curves and ranks."""
+"""Matplotlib figures: a run's confusion matrix, and the report's heatmap, curves, ranks, critical-difference
+diagram and transferability-score scatter."""
 
 from __future__ import annotations
 
@@ -105,6 +106,99 @@ def rank_bars(ranks, path: Path) -> Path:
     ax.set_xlabel("mean rank by test accuracy (1 = best)")
     ax.set_title(f"Strategy ranks over {int(ranks.groups.max())} dataset/backbone/budget groups", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cd_diagram(mean_ranks, cd: float, groups: list[list[str]], title: str, path: Path) -> Path:
+    """Demšar's critical-difference diagram: the mean ranks on an axis with rank 1 (best) at the left, each
+    strategy a labelled tick, a thick bar under each group of ``cd_groups`` (groups of two or more; strategies
+    under one bar are not significantly different) and the critical difference drawn above the axis."""
+    ranks = mean_ranks.dropna().sort_values(kind="stable")
+    k = len(ranks)
+    high = max(2, k, int(np.ceil(ranks.max())) if k else 2)
+    bars = [g for g in groups if len(g) > 1]
+    left = -(-k // 2)  # the better half is labelled on the left, the rest on the right
+    rows = max(left, k - left)
+    bar_y = [-0.25 - 0.18 * i for i in range(len(bars))]
+    label_top = (bar_y[-1] if bars else -0.1) - 0.35
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * high + 3), 1.6 + 0.32 * rows + 0.18 * len(bars)))
+    ax.hlines(0, 1, high, color="black", linewidth=1)
+    for t in range(1, high + 1):
+        ax.vlines(t, 0, 0.1, color="black", linewidth=1)
+        ax.text(t, 0.15, str(t), ha="center", va="bottom", fontsize=8)
+    for t in np.arange(1.5, high, 1.0):
+        ax.vlines(t, 0, 0.05, color="black", linewidth=0.6)
+    if np.isfinite(cd):
+        ax.hlines(0.75, 1, 1 + cd, color="tab:red", linewidth=1.5)
+        ax.vlines([1, 1 + cd], 0.68, 0.82, color="tab:red", linewidth=1.5)
+        ax.text(1 + cd / 2, 0.88, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8, color="tab:red")
+    for i, (name, r) in enumerate(ranks.items()):
+        on_left = i < left
+        y = label_top - 0.32 * (i if on_left else k - 1 - i)
+        end = 1 - 0.25 if on_left else high + 0.25
+        color = "black" if name == "scratch" else "tab:blue"
+        ax.plot([r, r, end], [0, y, y], color=color, linewidth=0.9)
+        ax.text(
+            end + (-0.05 if on_left else 0.05),
+            y,
+            f"{name} ({r:.2f})" if on_left else f"({r:.2f}) {name}",
+            ha="right" if on_left else "left",
+            va="center",
+            fontsize=8,
+        )
+    for y, g in zip(bar_y, bars, strict=True):
+        members = ranks[[s for s in g if s in ranks.index]]
+        ax.hlines(y, members.min() - 0.05, members.max() + 0.05, color="black", linewidth=4)
+    ax.set_xlim(1 - 0.3, high + 0.3)
+    ax.set_ylim(label_top - 0.32 * rows, 1.15)
+    ax.axis("off")
+    ax.set_title(f"{title}\nmean rank (1 = best, at the left); bars join strategies within the CD", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def score_scatter(points, score: str, outcome: str, taus, path: Path) -> Path:
+    """Realised ``outcome`` (y) against the transferability ``score`` (x) for every backbone, one colour and
+    marker per group, each point labelled with its backbone; the legend gives each group's Kendall and weighted tau,
+    the title the pooled (within-group) ones, from ``taus`` (``stats.rank_correlations``)."""
+    group = list(taus.columns[: list(taus.columns).index("score")])
+    taus = taus[(taus.score == score) & (taus.outcome == outcome)]
+    pooled = taus[(taus[group] == "all").all(axis=1)]
+    per_group = {tuple(str(v) for v in r[group]): r for _, r in taus.drop(pooled.index).iterrows()}
+    percent = bool(points[outcome].dropna().between(0, 1).all())
+    markers = "osD^vP*Xh<>"
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for i, (key, df) in enumerate(points.dropna(subset=[score, outcome]).groupby(group, sort=False)):
+        key = key if isinstance(key, tuple) else (key,)
+        name = " / ".join(str(v) for v in key)
+        row = per_group.get(tuple(str(v) for v in key))
+        if row is None:
+            summary = f"n = {len(df)}"
+        elif row.note == "":
+            summary = f"τ = {row.tau:+.2f}, weighted τ = {row.weighted_tau:+.2f}, n = {int(row.n)}"
+        else:
+            summary = f"n = {int(row.n)}, no conclusion"
+        y = 100 * df[outcome] if percent else df[outcome]
+        ax.scatter(df[score], y, marker=markers[i % len(markers)], s=36, label=f"{name}: {summary}")
+        if "backbone" in df:
+            for xv, yv, b in zip(df[score], y, df.backbone, strict=True):
+                ax.annotate(str(b), (xv, yv), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    ax.set_xlabel(f"{score} (higher = predicted better)")
+    ax.set_ylabel(f"{outcome} (%)" if percent else outcome)
+    if len(pooled) and pooled.note.iloc[0] == "":
+        p = pooled.iloc[0]
+        head = f"pooled within-group τ = {p.tau:+.2f} (p = {p.tau_p:.3g}), weighted τ = {p.weighted_tau:+.2f}"
+        head += f" over {int(p.groups)} groups"
+    else:
+        head = "pooled: fewer than 3 backbones in every group, no conclusion"
+    ax.set_title(f"{outcome} against {score}\n{head}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

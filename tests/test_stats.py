@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
@@ -223,3 +224,201 @@ def test_data_equivalence_interpolates_in_log_budget():
 def test_all_budget_becomes_the_real_examples_per_class():
     table = stats.cells([_record("a", [0.5], budget="all", per_class=437)])
     assert table.per_class.iloc[0] == 437 and table.budget.iloc[0] == "all"
+
+
+def _table(values, strategies=None):
+    """A cells-like table: values[block][strategy] as acc_mean, NaN = that strategy did not run in the block."""
+    values = np.asarray(values, dtype=float)
+    strategies = strategies or [f"s{j}" for j in range(values.shape[1])]
+    rows = [
+        {"dataset": f"d{i}", "backbone": "b", "budget": "10", "strategy": s, "acc_mean": v}
+        for i, block in enumerate(values)
+        for s, v in zip(strategies, block, strict=True)
+        if not np.isnan(v)
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_friedman_equals_scipys_on_random_tables(ties):
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        k, n = int(rng.integers(3, 7)), int(rng.integers(2, 12))
+        values = rng.uniform(0.3, 0.9, (n, k))
+        if ties:
+            values = np.round(values, 1)  # few distinct values: ties in most blocks
+        f = stats.friedman(_table(values))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = scipy_stats.friedmanchisquare(*values.T)
+        if (values == values[:, :1]).all():  # every block all tied: scipy's is NaN, ours says so
+            assert np.isnan(expected.statistic) and math.isnan(f["chi2"]) and "tied" in f["reason"]
+            continue
+        assert f["reason"] is None and (f["k"], f["n_blocks"]) == (k, n)
+        assert f["chi2"] == pytest.approx(expected.statistic) and f["p_value"] == pytest.approx(expected.pvalue)
+        ranks = scipy_stats.rankdata(-values, axis=1).mean(axis=0)
+        np.testing.assert_allclose(f["mean_ranks"].loc[[f"s{j}" for j in range(k)]], ranks)
+        assert f["mean_ranks"].is_monotonic_increasing
+
+
+def test_friedman_iman_davenport_by_hand():
+    # rankings per block (1 = best): (1,2,3) (1,2,3) (1,3,2) (2,1,3): mean ranks 1.25, 2, 2.75
+    values = [[0.9, 0.8, 0.7], [0.9, 0.8, 0.7], [0.9, 0.7, 0.8], [0.8, 0.9, 0.7]]
+    f = stats.friedman(_table(values, ["a", "b", "c"]))
+    assert f["mean_ranks"].to_dict() == {"a": 1.25, "b": 2.0, "c": 2.75}
+    # chi2 = 12 N / (k (k + 1)) (sum R^2 - k (k + 1)^2 / 4) = 4 * (13.125 - 12) = 4.5
+    assert f["chi2"] == pytest.approx(4.5) and f["p_value"] == pytest.approx(math.exp(-4.5 / 2))
+    # F = (N - 1) chi2 / (N (k - 1) - chi2) = 3 * 4.5 / 3.5 on (2, 6) df: sf = (1 + F / 3)^-3 = (7 / 16)^3
+    assert f["iman_davenport_f"] == pytest.approx(27 / 7) and (f["df1"], f["df2"]) == (2, 6)
+    assert f["iman_davenport_p"] == pytest.approx(343 / 4096)
+    assert f["iman_davenport_p"] < f["p_value"]  # chi2 is the conservative one
+
+
+def test_friedman_uses_only_complete_blocks_and_says_when_it_cannot():
+    values = [[0.9, 0.8, 0.7], [0.9, 0.8, 0.7], [0.9, math.nan, 0.8], [0.8, 0.9, 0.7]]
+    f = stats.friedman(_table(values))
+    assert (f["n_blocks"], f["n_blocks_total"]) == (3, 4)
+    complete = np.array(values)[[0, 1, 3]]
+    assert f["chi2"] == pytest.approx(scipy_stats.friedmanchisquare(*complete.T).statistic)
+    same = stats.friedman(_table([[0.9, 0.8, 0.7]] * 3))  # every block agrees: F is infinite
+    assert same["chi2"] == pytest.approx(6.0) and same["iman_davenport_f"] == math.inf and same["iman_davenport_p"] == 0
+    two = stats.friedman(_table([[0.9, 0.8]] * 3))
+    assert two["k"] == 2 and math.isnan(two["chi2"]) and "at least 3" in two["reason"]
+    one = stats.friedman(_table([[0.9, 0.8, 0.7], [0.9, math.nan, 0.7]]))
+    assert one["n_blocks"] == 1 and math.isnan(one["iman_davenport_p"]) and "at least 2" in one["reason"]
+    tied = stats.friedman(_table([[0.5, 0.5, 0.5]] * 3))
+    assert math.isnan(tied["chi2"]) and "tied" in tied["reason"]
+    assert stats.friedman(_table(np.zeros((0, 3))))["reason"] is not None
+
+
+def test_nemenyi_cd_matches_demsars_table():
+    q = [1.960, 2.343, 2.569, 2.728, 2.850, 2.949, 3.031, 3.102, 3.164]  # Demšar 2006, Table 5(a), alpha 0.05
+    for k, q_k in zip(range(2, 11), q, strict=True):
+        assert stats.nemenyi_cd(k, 6) / math.sqrt(k * (k + 1) / 36) == pytest.approx(q_k, abs=1e-3)
+    assert stats.nemenyi_cd(4, 14) == pytest.approx(1.25, abs=5e-3)  # Demšar's worked example
+    assert stats.nemenyi_cd(4, 14, alpha=0.10) < stats.nemenyi_cd(4, 14)
+    with pytest.raises(ValueError):
+        stats.nemenyi_cd(1, 5)
+
+
+def test_cd_groups_are_the_maximal_sets_within_the_cd():
+    r = pd.Series({"e": 4.0, "c": 2.4, "a": 1.0, "d": 3.9, "b": 1.5})
+    # a-b within 1, b-c within 1, c alone is inside b-c, d-e within 1
+    assert stats.cd_groups(r, 1.0) == [["a", "b"], ["b", "c"], ["d", "e"]]
+    assert stats.cd_groups(r, 10.0) == [["a", "b", "c", "d", "e"]]
+    assert stats.cd_groups(r, 0.05) == [["a"], ["b"], ["c"], ["d"], ["e"]]
+    assert stats.cd_groups(pd.Series({"x": 1.0, "y": 2.0}), 1.0) == [["x"], ["y"]]  # a difference of CD is one
+    assert stats.cd_groups(pd.Series({"x": 1.0, "y": 2.0, "z": math.nan}), 1.5) == [["x", "y"]]
+
+
+def _pairs_records(strategy, accs_by_backbone, dataset="d", budget=10):
+    return [_record(strategy, accs, budget, dataset, backbone) for backbone, accs in accs_by_backbone.items()]
+
+
+def test_verdicts_keep_the_tied_strategy_and_drop_the_worse():
+    best = {"b1": [0.90, 0.88, 0.91], "b2": [0.85, 0.87, 0.86]}
+    tie_offsets = [0.01, -0.01, 0.02, -0.015, 0.005, -0.004]  # mean 0.001 below best, noisy: not significant
+    worse_offsets = [0.2, 0.21, 0.19, 0.2, 0.22, 0.18]
+    flat = [a for accs in best.values() for a in accs]
+    tied = np.subtract(flat, tie_offsets).reshape(2, 3)
+    worse = np.subtract(flat, worse_offsets).reshape(2, 3)
+    records = []
+    for dataset, budget in [("y", "all"), ("y", 10), ("y", 5), ("x", 10)]:
+        records += _pairs_records("best", best, dataset, budget)
+        records += _pairs_records("tied", {"b1": list(tied[0]), "b2": list(tied[1])}, dataset, budget)
+        records += _pairs_records("worse", {"b1": list(worse[0]), "b2": list(worse[1])}, dataset, budget)
+    v = stats.verdicts(records)
+    assert list(zip(v.dataset, v.budget, strict=True)) == [("x", "10"), ("y", "5"), ("y", "10"), ("y", "all")]
+    row = v.iloc[0]
+    assert row.best == "best" and row.pairs == 6 and row.strategies == 3
+    assert (row.best_mean, row.best_ci_low, row.best_ci_high) == pytest.approx(stats.accuracy_ci95(flat))
+    assert row.not_worse == ["best", "tied"] and row.worse == ["worse"]
+    p = [scipy_stats.ttest_rel(tied.ravel(), flat).pvalue, scipy_stats.ttest_rel(worse.ravel(), flat).pvalue]
+    assert p[0] > 0.5 and p[1] < 1e-4
+    assert [row.p_holm["tied"], row.p_holm["worse"]] == pytest.approx(list(stats.holm(p)))
+
+
+def test_verdicts_pair_by_backbone_and_seed_and_ignore_a_better_significant_difference():
+    # "late" ran only at b1, where it is better than the best: significantly different but not worse
+    best = {"b1": [0.60, 0.62, 0.61], "b2": [0.95, 0.94, 0.96]}
+    records = _pairs_records("best", best) + _pairs_records("late", {"b1": [0.70, 0.73, 0.71]})
+    row = stats.verdicts(records).iloc[0]
+    assert row.best == "best" and row.pairs == 6 and row.p_holm["late"] < 0.05
+    assert row.not_worse == ["best", "late"] and row.worse == []
+    alone = stats.verdicts(_pairs_records("only", best)).iloc[0]
+    assert alone.not_worse == ["only"] and alone.p_holm == {}
+
+
+def _points(groups):
+    """Rows of (dataset, budget, backbone, score, acc) from {dataset: (scores, accs)}."""
+    rows = [
+        {"dataset": d, "budget": 10, "backbone": f"m{i}", "score": s, "acc": a}
+        for d, (scores, accs) in groups.items()
+        for i, (s, a) in enumerate(zip(scores, accs, strict=True))
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_rank_correlations_perfect_and_reversed_agreement():
+    pts = _points({"up": ([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4]), "down": ([1, 2, 3, 4], [0.4, 0.3, 0.2, 0.1])})
+    out = stats.rank_correlations(pts, ["score"], ["acc"], ["dataset", "budget"]).set_index("dataset")
+    assert out.loc["up", "tau"] == pytest.approx(1) and out.loc["down", "tau"] == pytest.approx(-1)
+    assert out.loc["up", "weighted_tau"] == pytest.approx(1) and out.loc["down", "weighted_tau"] == pytest.approx(-1)
+    # two-sided exact permutation p-value: the identity and the reversal of 4! = 24 reach |tau| = 1
+    assert out.loc["up", "weighted_tau_p"] == pytest.approx(2 / 24) and out.loc["down", "weighted_tau_p"] == 2 / 24
+    assert out.loc["up", "tau_p"] == pytest.approx(scipy_stats.kendalltau([1, 2, 3, 4], [1, 2, 3, 4]).pvalue)
+    assert out.loc["up", "n"] == 4 and out.loc["up", "note"] == ""
+    assert out.loc["all", "tau"] == pytest.approx(0) and out.loc["all", "groups"] == 2  # +6 and -6 of 12 pairs
+
+
+def test_pooled_tau_ignores_scale_across_groups_and_skips_small_groups():
+    # within each group the score orders the backbones exactly; across groups it is the wrong way round
+    pts = _points(
+        {
+            "low": ([1, 2, 3, 4], [0.6, 0.7, 0.8, 0.9]),
+            "high": ([1001, 1002, 1003, 1004], [0.1, 0.2, 0.3, 0.4]),
+            "tiny": ([5, 6], [0.9, 0.8]),  # reversed, but only 2 backbones: no conclusion, not pooled
+        }
+    )
+    assert scipy_stats.kendalltau(pts.score, pts.acc).statistic < 0  # pooling the raw rows would say the opposite
+    out = stats.rank_correlations(pts, ["score"], ["acc"], ["dataset", "budget"])
+    pooled = out[out.dataset == "all"].iloc[0]
+    assert pooled.budget == "all" and pooled.tau == pytest.approx(1) and pooled.weighted_tau == pytest.approx(1)
+    assert (pooled.n, pooled.groups, pooled.pairs) == (8, 2, 12)
+    # permuting within groups: 4! * 4! = 576 combinations, of which both-identity and both-reversed reach |tau| = 1
+    assert pooled.tau_p == pytest.approx(2 / 576) and pooled.weighted_tau_p == pytest.approx(2 / 576)
+    tiny = out[out.dataset == "tiny"].iloc[0]
+    assert tiny.n == 2 and tiny.note == stats.FEW_BACKBONES == "fewer than 3 backbones: no conclusion"
+    assert np.isnan(tiny[["tau", "tau_p", "weighted_tau", "weighted_tau_p"]].astype(float)).all()
+    only_small = stats.rank_correlations(pts[pts.dataset == "tiny"], ["score"], ["acc"], ["dataset"])
+    assert only_small.note.tolist() == [stats.FEW_BACKBONES] * 2 and np.isnan(only_small.tau).all()
+
+
+def test_pooled_tau_of_one_group_is_kendalls_tau_b_with_its_exact_p_value():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=6)
+    y = x + rng.normal(size=6)
+    out = stats.rank_correlations(pd.DataFrame({"g": "a", "s": x, "acc": y}), ["s"], ["acc"], ["g"])
+    expected = scipy_stats.kendalltau(x, y)  # no ties, n = 6: scipy's p is exact too
+    assert expected.statistic != 0
+    assert out.tau.tolist() == pytest.approx([expected.statistic] * 2)
+    assert out.tau_p.tolist() == pytest.approx([expected.pvalue] * 2)
+    assert out.weighted_tau_p.iloc[0] == pytest.approx(out.weighted_tau_p.iloc[1])
+    ties = pd.DataFrame({"g": "a", "s": [1, 1, 2, 3, 3], "acc": [0.1, 0.2, 0.2, 0.4, 0.3]})
+    pooled = stats.rank_correlations(ties, ["s"], ["acc"], ["g"]).iloc[1]
+    assert pooled.tau == pytest.approx(scipy_stats.kendalltau(ties.s, ties.acc).statistic)  # tau-b, not tau-a
+
+
+def test_weighted_tau_p_from_random_permutations_beyond_seven_backbones():
+    x = np.arange(9.0)
+    pts = pd.DataFrame({"g": "a", "s": x, "acc": x / 10, "noisy": np.r_[0.3, 0.1, 0.2, 0.5, 0.4, 0.0, 0.8, 0.6, 0.7]})
+    out = stats.rank_correlations(pts, ["s"], ["acc", "noisy"], ["g"])
+    perfect = out[(out.g == "a") & (out.outcome == "acc")].iloc[0]
+    # only the identity and the reversal of 9! reach |1|: (1 + hits) / 2001 with hits 0 or 1 (this seed draws it)
+    assert 1 / 2001 <= perfect.weighted_tau_p <= 2 / 2001 + 1e-12
+    again = stats.rank_correlations(pts, ["s"], ["acc", "noisy"], ["g"])
+    pd.testing.assert_frame_equal(out, again)  # fixed seed
+    noisy = out[(out.g == "a") & (out.outcome == "noisy")].iloc[0]
+    assert 0 < noisy.weighted_tau < 1 and 1 / 2001 < noisy.weighted_tau_p < 1
+    # the pooled random-permutation p of tau is close to scipy's exact one for the one group
+    pooled = out[(out.g == "all") & (out.outcome == "noisy")].iloc[0]
+    assert pooled.tau_p == pytest.approx(scipy_stats.kendalltau(x, pts.noisy).pvalue, abs=0.03)

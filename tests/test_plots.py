@@ -1,0 +1,40 @@
+"""The critical-difference diagram and the score scatter: PNG files of plausible size with something drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from bench import plots, stats
+
+
+def _check_png(path, min_width, min_height):
+    assert path.is_file() and path.stat().st_size > 5_000
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width >= min_width and im.height >= min_height
+        assert im.width <= 4000 and im.height <= 4000
+        pixels = np.asarray(im.convert("L"))
+    assert (pixels < 128).mean() > 0.002  # lines and text, not a blank page
+
+
+def test_cd_diagram_is_written(tmp_path):
+    ranks = pd.Series({"finetune": 1.4, "l2sp": 1.9, "lora": 2.6, "linear_probe": 3.6, "scratch": 5.5})
+    cd = stats.nemenyi_cd(5, 12)
+    groups = stats.cd_groups(ranks, cd)
+    assert any(len(g) > 1 for g in groups)
+    path = plots.cd_diagram(ranks, cd, groups, "Strategies over 12 blocks", tmp_path / "cd.png")
+    assert path == tmp_path / "cd.png"
+    _check_png(path, 500, 150)
+
+
+def test_score_scatter_is_written(tmp_path):
+    rows = []
+    for d, offset in (("cifar10", 0), ("flowers", 1000), ("tiny", 5)):
+        for i, b in enumerate(["resnet50", "vit_b16", "convnext_t", "mobilenetv3"][: 2 if d == "tiny" else 4]):
+            rows.append({"dataset": d, "budget": 10, "backbone": b, "logme": offset + i, "acc": 0.5 + 0.1 * i})
+    points = pd.DataFrame(rows)
+    taus = stats.rank_correlations(points, ["logme"], ["acc"], ["dataset", "budget"])
+    path = plots.score_scatter(points, "logme", "acc", taus, tmp_path / "scatter.png")
+    assert path == tmp_path / "scatter.png"
+    _check_png(path, 500, 300)
