@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -78,6 +79,26 @@ def _parser() -> argparse.ArgumentParser:
         help="an experiment file, or the name of one in experiments/ (default: %(default)s)",
     )
     _store_flags(rep)
+    rk = sub.add_parser(
+        "rank",
+        help="score pretrained backbones on a dataset from frozen features alone, training nothing "
+        "(LogME, LEEP, NCE, H-score)",
+        description="Rank backbones by transferability scores computed on the frozen features of a training "
+        "split (never the test split): LogME (You et al. 2021), LEEP (Nguyen et al. 2020) and NCE (Tran et al. "
+        "2019) from the backbone's source classifier where it has one, H-score (Bao et al. 2019). Features are "
+        "cached, so a second ranking takes seconds. The report of a benchmark sets the same scores against the "
+        "accuracies its strategies reached.",
+    )
+    rk.add_argument("backbones", nargs="+", metavar="BACKBONE", help="registered backbones (`bench list backbones`)")
+    rk.add_argument("--dataset", required=True, help="a registered dataset (`bench list datasets`)")
+    rk.add_argument("--budget", default="10", help="training examples per class, or 'all' (default: %(default)s)")
+    rk.add_argument("--seeds", type=int, default=3, help="splits scored, as a benchmark's seeds (default: %(default)s)")
+    rk.add_argument(
+        "--like",
+        metavar="FILE",
+        help="take backbone options (input_size, max_length, ...), split sizes, batch size and device from this "
+        "experiment file, so the scores are those its report shows (default: each backbone's own input size)",
+    )
     lst = sub.add_parser("list", help="list registered backbones, datasets or strategies")
     lst.add_argument("what", choices=["backbones", "datasets", "strategies"])
     return p
@@ -188,7 +209,7 @@ def _experiment_file(name: str) -> str:
 
 def _report(exp, console: Console) -> int:
     """Write the report of ``exp``'s finished cells, log it to MLflow and print the summary table."""
-    from bench import paths, results
+    from bench import paths, results, scores
     from bench.matrix import expand
     from bench.report import print_summary, write_report
     from bench.tracking import Tracker, browse_hint, tracking_uri
@@ -198,15 +219,109 @@ def _report(exp, console: Console) -> int:
         console.print(f"no finished cells for '{exp.name}' yet: `bench run` first")
         return 1
     with paths.file_lock(paths.experiment_dir(exp.name) / ".report.lock"):  # runs sharing a matrix report in turn
-        report, summary = write_report(exp.name, records, cell_seconds=sum(r["seconds"] for r in records))
+        rows = _transfer_scores(exp, console)
+        report, summary = write_report(exp.name, records, sum(r["seconds"] for r in records), rows)
         files = sorted(report.parent.glob("*.png")) + [report, report.parent / "summary.csv"]
         tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
         tracker.log_comparisons(summary)
+        if rows is not None and len(rows):
+            tracker.log_transferability(scores.per_backbone(rows), scores.SCORES)
+            files.append(report.parent / scores.FILE)
         tracker.log_report(exp.name, files)
     print_summary(summary, console, f"{exp.name}: test accuracy over {exp.seeds} seeds")
     runs = browse_hint(tracking_uri(exp.tracking_uri))
     console.print(Text(f"report: {report}   summary: {report.parent / 'summary.csv'}   runs: {runs}"))
     return 0
+
+
+def _transfer_scores(exp, console: Console):
+    """The experiment's transferability rows (computed where missing), or None with a warning when a dataset or
+    backbone they need is not here: the rest of the report does not need them."""
+    from bench import scores
+    from bench.data import DatasetMissingError
+
+    try:
+        with console.status("transferability scores") as status:
+            return scores.score_experiment(exp, say=status.update)
+    except (DatasetMissingError, FileNotFoundError) as e:
+        console.print(Text(f"warning: no transferability scores in the report: {e}", style="yellow"))
+        return None
+
+
+def _rank_experiment(args: argparse.Namespace):
+    """The experiment `bench rank` scores: the named backbones on one dataset and budget, the rest from --like."""
+    from bench import config
+
+    base = config.load(args.like).model_dump(mode="json", exclude_none=True) if args.like else {}
+    options = {bb["name"]: bb for bb in base.get("backbones", [])}
+    budget = args.budget if args.budget == "all" else _number(args.budget, "--budget")
+    spec = {
+        **{k: v for k, v in base.items() if k in ("training", "splits")},
+        "name": "rank",
+        "backbones": [options.get(name, {"name": name}) for name in args.backbones],
+        "datasets": [args.dataset],
+        "strategies": ["feature_extraction"],
+        "budgets": [budget],
+        "seeds": args.seeds,
+    }
+    from bench import backbones, data
+    from bench.registry import UnknownNameError
+
+    try:
+        modality = data.DATASETS.get(args.dataset).modality
+        other = [name for name in args.backbones if backbones.resolve(name).modality != modality]
+    except UnknownNameError:
+        other = []  # named in the experiment's own error below
+    if other:
+        raise config.ConfigError(f"bench rank: {', '.join(other)} cannot read {modality} data ({args.dataset})")
+    return config.parse(spec, "bench rank")
+
+
+def _number(text: str, flag: str) -> int:
+    from bench.config import ConfigError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text[:50]!r}: expected a number of examples per class, or 'all'") from None
+
+
+def _rank(exp, console: Console) -> int:
+    """Score the experiment's backbones on its dataset and budget and print them best first (by LogME)."""
+    from bench import scores
+
+    with console.status("scoring") as status:
+        rows = scores.score_groups(
+            exp, [(bb, exp.datasets[0].name, exp.budgets[0]) for bb in exp.backbones], say=status.update
+        )
+    ranked = scores.per_backbone(rows).sort_values("logme", ascending=False, na_position="last")
+    table = Table(
+        title=f"{exp.datasets[0].name}, {exp.budgets[0]} examples per class: transferability over {exp.seeds} "
+        "splits (mean ± std; higher predicts better transfer)"
+    )
+    for col in ("rank", "backbone", *scores.SCORES):
+        table.add_column(col, justify="left" if col == "backbone" else "right")
+    for i, row in enumerate(ranked.itertuples(), 1):
+        table.add_row(
+            str(i), row.backbone, *(_mean_std(getattr(row, s), getattr(row, f"{s}_std")) for s in scores.SCORES)
+        )
+    console.print(table)
+    for why in sorted(set(rows.skipped.dropna()) - {""}):
+        console.print(Text(f"not computed: {why}", style="dim"))
+    n = rows.n_train.iloc[0] if len(rows) else 0
+    console.print(
+        Text(
+            f"{n} training examples per split, features of the frozen backbones (cached under "
+            f"{scores.paths.cache_dir('features')}); validation and test examples are not read"
+        )
+    )
+    return 0
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return ""
+    return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             _list(args.what, console)
             return 0
+        if args.command == "rank":
+            return _rank(_rank_experiment(args), console)
         if args.command == "report":
             _check_results_folder()
             return _report(_with_flags(config.load(_experiment_file(args.experiment)), args), console)

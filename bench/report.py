@@ -168,10 +168,156 @@ def _references(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _verdicts(records: list[dict[str, Any]]) -> list[str]:
+    """The best strategy per dataset and budget, and which others are not significantly worse."""
+    v = stats.verdicts(records)
+    table = pd.DataFrame(
+        {
+            "dataset": v.dataset,
+            "budget": v.budget,
+            "best strategy": v.best,
+            "test acc % [95 % CI]": [
+                f"{_pct(m)} [{_pct(lo)}, {_pct(hi)}]"
+                for m, lo, hi in zip(v.best_mean, v.best_ci_low, v.best_ci_high, strict=True)
+            ],
+            "not significantly worse": [", ".join(n[1:]) or "none" for n in v.not_worse],
+            "significantly worse": [", ".join(w) or "none" for w in v.worse],
+            "backbone × seed pairs": v.pairs,
+        }
+    )
+    return [
+        "## Verdicts",
+        "",
+        "The best strategy at each dataset and budget is the one with the highest mean test accuracy over every "
+        "backbone and seed there. Each other strategy is compared with it by a paired t-test over the (backbone, "
+        'seed) pairs both ran, with Holm\'s correction within the dataset and budget. "Not significantly worse" '
+        "means an adjusted p-value of at least 0.05 (or no test, e.g. identical differences): these seeds cannot "
+        "tell it from the best, which is not the same as being as good.",
+        "",
+        _md_table(table),
+        "",
+    ]
+
+
+def _critical_difference(table: pd.DataFrame, out: Path) -> tuple[list[str], dict[str, Path]]:
+    """The Friedman test over the strategies across the matrix, and the critical-difference diagram."""
+    f = stats.friedman(table)
+    head = ["## Strategies across the matrix: Friedman test and critical differences", ""]
+    if f["reason"]:
+        return [*head, f"_Not computed: {f['reason']}._", ""], {}
+    k, n = f["k"], f["n_blocks"]
+    cd = stats.nemenyi_cd(k, n)
+    groups = stats.cd_groups(f["mean_ranks"], cd)
+    title = f"Mean rank of {k} strategies over {n} groups (dataset, backbone, budget); CD = {cd:.2f}"
+    figure = plots.cd_diagram(f["mean_ranks"], cd, groups, title, out / "critical_difference.png")
+    rejects = f["iman_davenport_p"] < stats.ALPHA
+    lines = [
+        *head,
+        f"Demšar's (2006) protocol over the {n} of {f['n_blocks_total']} groups (dataset, backbone, budget) where "
+        f"all {k} strategies ran, each strategy ranked by mean test accuracy within a group (1 = best): Friedman's "
+        f"χ² = {f['chi2']:.2f} (df {k - 1}), p = {f['p_value']:.3g}; Iman and Davenport's F = "
+        f"{f['iman_davenport_f']:.2f} (df {f['df1']}, {f['df2']}), p = {f['iman_davenport_p']:.3g}. "
+        + (
+            "The strategies do not all rank alike. "
+            if rejects
+            else "That all strategies rank alike is not rejected at 0.05, so the bars below only describe. "
+        )
+        + f"Nemenyi's critical difference at α = 0.05 is {cd:.2f} ranks: strategies joined by a bar do not differ "
+        "significantly.",
+        "",
+        "![critical-difference diagram](critical_difference.png)",
+        "",
+    ]
+    return lines, {"critical_difference.png": figure}
+
+
+def _transferability(rows: pd.DataFrame | None, table: pd.DataFrame, out: Path) -> tuple[list[str], dict[str, Path]]:
+    """Transferability scores of each backbone beside the accuracy it reached, and how well they rank backbones."""
+    from bench import scores
+
+    head = ["## Transferability scores against realised accuracy", ""]
+    if rows is None or not len(rows):
+        return [
+            *head,
+            "_No scores: no pretrained strategy in this experiment, or scoring failed (see the log)._",
+            "",
+        ], {}
+    points = scores.against_outcomes(rows, table)
+    outcomes = [o for o in ("feature_extraction", "best_finetune") if points[o].notna().any()]
+    if not outcomes:
+        return [*head, "_No feature_extraction or fine-tuning cells to set the scores against._", ""], {}
+    taus = stats.rank_correlations(points, scores.SCORES, outcomes, ["dataset", "budget"])
+    shown = outcomes[-1]
+    figures = {
+        f"scores_{s}.png": plots.score_scatter(points, s, shown, taus[taus.outcome == shown], out / f"scores_{s}.png")
+        for s in scores.SCORES
+        if points[s].notna().any()
+    }
+    n_seeds = rows.groupby(["dataset", "budget", "backbone"]).seed.nunique().max()
+    point_rows = points.assign(
+        **{s: points[s].map(lambda x: "" if pd.isna(x) else f"{x:.3f}") for s in scores.SCORES},
+        **{o: points[o].map(_pct) for o in ("feature_extraction", "best_finetune")},
+    )[
+        [
+            "dataset",
+            "budget",
+            "backbone",
+            *scores.SCORES,
+            "feature_extraction",
+            "best_finetune",
+            "best_finetune_strategy",
+        ]
+    ]
+    tau_rows = taus.assign(
+        tau=[_tau(t, p) for t, p in zip(taus.tau, taus.tau_p, strict=True)],
+        weighted_tau=[_tau(t, p) for t, p in zip(taus.weighted_tau, taus.weighted_tau_p, strict=True)],
+    )[["dataset", "budget", "score", "outcome", "n", "tau", "weighted_tau", "note"]]
+    tau_rows.columns = ["dataset", "budget", "score", "outcome", "backbones", "Kendall τ (p)", "weighted τ (p)", "note"]
+    skipped = sorted(set(rows.skipped.dropna()) - {""})
+    lines = [
+        *head,
+        "Before any training, each pretrained backbone is scored on the frozen features of the training examples of "
+        f"each seed's split ({n_seeds} splits, the means shown; validation and test examples are never read): "
+        "LogME (You et al. 2021), LEEP (Nguyen et al. 2020) and NCE (Tran et al. 2019) from the backbone's source "
+        "classifier, H-score (Bao et al. 2019). Higher predicts better transfer. Beside them, the test accuracy the "
+        "backbone reached with `feature_extraction` and with its best fine-tuning strategy (in %). The scores are "
+        "in transferability.csv, one row per split, and on the MLflow runs (`transfer.<score>` on cell runs, one "
+        "`transferability/<backbone>` run per backbone).",
+        "",
+        _md_table(point_rows),
+        "",
+        *([f"Not computed: {'; '.join(skipped)}.", ""] if skipped else []),
+        "How well each score orders the backbones by realised accuracy, per dataset and budget and pooled over "
+        "them (pooled: pairs of backbones within the same dataset and budget only, so scores on different scales "
+        "do not mix). Kendall's τ-b with its two-sided p-value; weighted τ (hyperbolic weights: the top of the "
+        "ranking counts most) with a two-sided permutation p-value. With 3 or 4 backbones a group cannot reach "
+        "p < 0.05 (the smallest two-sided p is 0.33 for 3 and 0.083 for 4): read the signs, and the pooled rows.",
+        "",
+        _md_table(tau_rows),
+        "",
+        *(
+            f"![{s} against {shown}]({name})"
+            for name, s in ((f"scores_{s}.png", s) for s in scores.SCORES)
+            if name in figures
+        ),
+        "",
+    ]
+    return lines, figures
+
+
+def _tau(tau: float, p: float) -> str:
+    return "" if pd.isna(tau) else f"{tau:+.2f} ({p:.3f})"
+
+
 def write_report(
-    experiment: str, records: list[dict[str, Any]], cell_seconds: float | None = None
+    experiment: str,
+    records: list[dict[str, Any]],
+    cell_seconds: float | None = None,
+    scores: pd.DataFrame | None = None,
 ) -> tuple[Path, pd.DataFrame]:
-    """Write summary.csv, report.md and the plots into results/<experiment>/; return the report and summary."""
+    """Write summary.csv, report.md and the plots into results/<experiment>/; return the report and summary.
+
+    ``scores`` are the transferability rows of ``bench.scores`` (none: the report says so)."""
     out = paths.experiment_dir(experiment)
     summary = summarize(records)
     summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
@@ -184,6 +330,9 @@ def write_report(
     }
     if len(gains):
         figures["gain_heatmap.png"] = plots.gain_heatmap(gains, out / "gain_heatmap.png")
+    cd_lines, cd_figure = _critical_difference(table, out)
+    transfer_lines, transfer_figures = _transferability(scores, table, out)
+    figures |= cd_figure | transfer_figures
 
     cell_rows = summary.assign(
         **{
@@ -244,6 +393,8 @@ def write_report(
         "",
         *_produced_by(records),
         "",
+        *_verdicts(records),
+        *cd_lines,
         "## Gain over scratch",
         "",
         "![gain heatmap](gain_heatmap.png)" if "gain_heatmap.png" in figures else "_No scratch cells to compare._",
@@ -293,6 +444,7 @@ def write_report(
         "",
         _md_table(wins.reset_index(names="strategy")),
         "",
+        *transfer_lines,
         "## Against published figures",
         "",
         _md_table(_references(table)) if len(_references(table)) else "_No dataset with a published reference._",

@@ -1,4 +1,5 @@
-"""MLflow: one experiment per experiment file, a parent run per cell, nested runs per trial and final seed."""
+"""MLflow: one experiment per experiment file, a parent run per cell, nested runs per trial and final seed, a run
+per backbone with its transferability scores, and a summary run with the report."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import paths
 from bench.matrix import Cell
+from bench.strategies import STRATEGIES
 
 if TYPE_CHECKING:
     from bench.train import EvalStats
@@ -105,6 +107,51 @@ class Tracker:
             if run is None or math.isnan(gain) or run.data.metrics.get("gain_over_scratch") == gain:
                 continue
             client.log_metric(run.info.run_id, "gain_over_scratch", gain)
+
+    def log_transferability(self, points: Any, scores: list[str]) -> None:
+        """Transferability scores (means over seeds, from ``scores.per_backbone``): ``transfer.<score>`` on the cell
+        runs of pretrained strategies with that backbone, dataset and budget, and ``<score>.<dataset>.<budget>`` on
+        one run per backbone (``stage=transferability``), so backbones can be compared side by side in the UI."""
+        from mlflow.entities import Metric
+
+        client, now = self.mlflow.MlflowClient(), int(time.time() * 1000)
+        cells = self.mlflow.search_runs(
+            [self.experiment_id], filter_string="tags.stage = 'cell'", output_format="list", max_results=50_000
+        )
+        pretrained = {name for name, cls in STRATEGIES if cls.pretrained}
+        by_group: dict[tuple[str, str, str], list[str]] = {}
+        for run in cells:
+            t = run.data.tags
+            if t.get("strategy") in pretrained:
+                by_group.setdefault((t.get("dataset"), t.get("backbone"), t.get("budget")), []).append(run.info.run_id)
+        for point in points.itertuples():
+            metrics = [Metric(f"transfer.{s}", float(getattr(point, s)), now, 0) for s in scores]
+            metrics = [m for m in metrics if not math.isnan(m.value)]
+            for run_id in by_group.get((point.dataset, point.backbone, str(point.budget)), []):
+                client.log_batch(run_id, metrics=metrics)
+        for backbone, rows in points.groupby("backbone", sort=False):
+            runs = self.mlflow.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.stage = 'transferability' and tags.backbone = '{backbone}'",
+                output_format="list",
+            )
+            run_id = (
+                runs[0].info.run_id
+                if runs
+                else client.create_run(
+                    self.experiment_id,
+                    run_name=f"transferability/{backbone}",
+                    tags={"stage": "transferability", "backbone": backbone},
+                ).info.run_id
+            )
+            metrics = [
+                Metric(f"{s}.{p.dataset}.{p.budget}", float(getattr(p, s)), now, 0)
+                for p in rows.itertuples()
+                for s in scores
+                if not math.isnan(getattr(p, s))
+            ]
+            client.log_batch(run_id, metrics=metrics)
+            client.set_terminated(run_id, "FINISHED")
 
     def _existing_parent(self, cell: Cell) -> str | None:
         runs = self.mlflow.search_runs(

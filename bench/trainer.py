@@ -29,6 +29,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def split_of(exp: Experiment, dataset: LoadedDataset, budget: int | str, seed: int) -> Split:
+    """The examples a run of ``exp`` at ``budget`` and ``seed`` trains, validates and tests on."""
+    return make_split(
+        dataset.train_labels,
+        dataset.test_labels,
+        budget,
+        seed,
+        exp.splits.val_per_class,
+        exp.splits.test_per_class,
+        dataset.name,
+    )
+
+
 @dataclass
 class RunResult:
     model: Classifier = field(repr=False)
@@ -57,16 +70,7 @@ class CellTrainer:
         self._digest: str | None = None
 
     def split(self, seed: int) -> Split:
-        ds = self.dataset
-        return make_split(
-            ds.train_labels,
-            ds.test_labels,
-            self.cell.budget,
-            seed,
-            self.exp.splits.val_per_class,
-            self.exp.splits.test_per_class,
-            ds.name,
-        )
+        return split_of(self.exp, self.dataset, self.cell.budget, seed)
 
     def build_model(self, seed: int) -> Classifier:
         """The backbone (pretrained, or random init from ``seed``) with a new linear head initialised from ``seed``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import pandas as pd
+import pytest
 import torch
 import yaml
 from conftest import tiny_experiment
@@ -33,6 +34,9 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     out = results_root / "tiny"
     report = (out / "report.md").read_text()
     for section in (
+        "## Verdicts",
+        "## Strategies across the matrix: Friedman test and critical differences",
+        "## Transferability scores against realised accuracy",
         "## Gain over scratch",
         "## Test accuracy per cell",
         "## Data efficiency",
@@ -50,6 +54,13 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     assert len(summary_run) == 1
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(summary_run.run_id.iloc[0])}
     assert {"report.md", "summary.csv", "gain_heatmap.png", "accuracy_vs_budget.png", "ranks.png"} <= logged
+    assert "transferability.csv" in logged
+    scored = pd.read_csv(out / "transferability.csv")
+    assert len(scored) == 2 and scored[["logme", "leep", "nce", "h_score", "reg_h_score"]].notna().all().all()
+    assert "fewer than 3 backbones: no conclusion" in report  # one backbone: said plainly, no correlation
+    per_backbone = runs[runs["tags.stage"] == "transferability"]
+    assert per_backbone["tags.mlflow.runName"].tolist() == ["transferability/mobilenetv2_100"]
+    assert per_backbone["metrics.logme.cifar10.4"].iloc[0] == pytest.approx(scored.logme.mean())
     parents = runs[runs["tags.stage"] == "cell"]
     assert sorted(parents["tags.mlflow.runName"]) == [
         "cifar10/mobilenetv2_100/feature_extraction/k4",
@@ -61,6 +72,8 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     assert parents["metrics.test_acc_mean"].notna().all() and parents["metrics.test_macro_f1_mean"].notna().all()
     transfer = parents[parents["tags.strategy"] != "scratch"]
     assert transfer["metrics.gain_over_scratch"].notna().all()
+    assert transfer["metrics.transfer.logme"].notna().all()  # the pretrained backbone's score, on its cells
+    assert parents[parents["tags.strategy"] == "scratch"]["metrics.transfer.logme"].isna().all()
     for _, parent in parents.iterrows():
         children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
         assert sorted(children["tags.stage"]) == ["final", "final", "trial", "trial"]
