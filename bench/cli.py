@@ -26,6 +26,8 @@ examples:
   bench run FILE --ray auto --tracking-uri http://HOST:5000 --optuna-storage postgresql://USER@HOST/optuna
                                               on the running Ray cluster, with stores its nodes reach
                                               (docs/cluster.md)
+  bench rank mobilenetv2_100 tf_efficientnet_lite0 --dataset cifar10 --budget 10 --like experiments/transferability.yaml
+                                              transferability scores of backbones, training nothing
   bench list backbones                        what can go into an experiment file
 
 Results go to results/<experiment>/ (summary.csv, one JSON per finished cell); MLflow runs to
@@ -85,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
         "(LogME, LEEP, NCE, H-score)",
         description="Rank backbones by transferability scores computed on the frozen features of a training "
         "split (never the test split): LogME (You et al. 2021), LEEP (Nguyen et al. 2020) and NCE (Tran et al. "
-        "2019) from the backbone's source classifier where it has one, H-score (Bao et al. 2019). Features are "
+        "2019) from the backbone's source classifier where it has one, H-score (Bao et al. 2019) and its "
+        "shrinkage-regularised form (Ibrahim et al. 2022), which still tells backbones apart with fewer examples "
+        "than feature dimensions. Backbones are listed best first by LogME. Features are "
         "cached, so a second ranking takes seconds. The report of a benchmark sets the same scores against the "
         "accuracies its strategies reached.",
     )
@@ -236,14 +240,15 @@ def _report(exp, console: Console) -> int:
 
 def _transfer_scores(exp, console: Console):
     """The experiment's transferability rows (computed where missing), or None with a warning when a dataset or
-    backbone they need is not here: the rest of the report does not need them."""
+    backbone they need is not here, or a backbone's features cannot be scored: the rest of the report does not
+    need them."""
     from bench import scores
     from bench.data import DatasetMissingError
 
     try:
         with console.status("transferability scores") as status:
             return scores.score_experiment(exp, say=status.update)
-    except (DatasetMissingError, FileNotFoundError) as e:
+    except (DatasetMissingError, FileNotFoundError, ValueError) as e:
         console.print(Text(f"warning: no transferability scores in the report: {e}", style="yellow"))
         return None
 

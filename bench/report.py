@@ -231,75 +231,91 @@ def _critical_difference(table: pd.DataFrame, out: Path) -> tuple[list[str], dic
     return lines, {"critical_difference.png": figure}
 
 
+OUTCOMES = {"feature_extraction": "probe", "best_finetune": "best fine-tune"}
+
+
 def _transferability(rows: pd.DataFrame | None, table: pd.DataFrame, out: Path) -> tuple[list[str], dict[str, Path]]:
     """Transferability scores of each backbone beside the accuracy it reached, and how well they rank backbones."""
     from bench import scores
 
     head = ["## Transferability scores against realised accuracy", ""]
     if rows is None or not len(rows):
-        return [
-            *head,
-            "_No scores: no pretrained strategy in this experiment, or scoring failed (see the log)._",
-            "",
-        ], {}
+        return [*head, "_No scores: no pretrained strategy here, or scoring failed (see the log)._", ""], {}
     points = scores.against_outcomes(rows, table)
-    outcomes = [o for o in ("feature_extraction", "best_finetune") if points[o].notna().any()]
-    if not outcomes:
-        return [*head, "_No feature_extraction or fine-tuning cells to set the scores against._", ""], {}
-    taus = stats.rank_correlations(points, scores.SCORES, outcomes, ["dataset", "budget"])
-    shown = outcomes[-1]
-    figures = {
-        f"scores_{s}.png": plots.score_scatter(points, s, shown, taus[taus.outcome == shown], out / f"scores_{s}.png")
-        for s in scores.SCORES
-        if points[s].notna().any()
-    }
+    outcomes = [o for o in OUTCOMES if points[o].notna().any()]
     n_seeds = rows.groupby(["dataset", "budget", "backbone"]).seed.nunique().max()
-    point_rows = points.assign(
+    shown = points.assign(
         **{s: points[s].map(lambda x: "" if pd.isna(x) else f"{x:.3f}") for s in scores.SCORES},
-        **{o: points[o].map(_pct) for o in ("feature_extraction", "best_finetune")},
-    )[
-        [
-            "dataset",
-            "budget",
-            "backbone",
-            *scores.SCORES,
-            "feature_extraction",
-            "best_finetune",
-            "best_finetune_strategy",
-        ]
-    ]
-    tau_rows = taus.assign(
-        tau=[_tau(t, p) for t, p in zip(taus.tau, taus.tau_p, strict=True)],
-        weighted_tau=[_tau(t, p) for t, p in zip(taus.weighted_tau, taus.weighted_tau_p, strict=True)],
-    )[["dataset", "budget", "score", "outcome", "n", "tau", "weighted_tau", "note"]]
-    tau_rows.columns = ["dataset", "budget", "score", "outcome", "backbones", "Kendall τ (p)", "weighted τ (p)", "note"]
-    skipped = sorted(set(rows.skipped.dropna()) - {""})
+        **{o: points[o].map(_pct) for o in OUTCOMES},
+    )[["dataset", "budget", "backbone", *scores.SCORES, *OUTCOMES, "best_finetune_strategy"]]
+    shown.columns = [*shown.columns[:-3], "probe acc %", "best fine-tune acc %", "best fine-tune"]
+    no_source = sorted(rows[rows.leep.isna()].backbone.unique())
     lines = [
         *head,
         "Before any training, each pretrained backbone is scored on the frozen features of the training examples of "
         f"each seed's split ({n_seeds} splits, the means shown; validation and test examples are never read): "
-        "LogME (You et al. 2021), LEEP (Nguyen et al. 2020) and NCE (Tran et al. 2019) from the backbone's source "
-        "classifier, H-score (Bao et al. 2019). Higher predicts better transfer. Beside them, the test accuracy the "
-        "backbone reached with `feature_extraction` and with its best fine-tuning strategy (in %). The scores are "
-        "in transferability.csv, one row per split, and on the MLflow runs (`transfer.<score>` on cell runs, one "
-        "`transferability/<backbone>` run per backbone).",
+        "LogME (You et al. 2021); LEEP (Nguyen et al. 2020) and NCE (Tran et al. 2019) from the backbone's source "
+        "classifier; H-score (Bao et al. 2019) and its shrinkage-regularised form (Ibrahim et al. 2022). Higher "
+        "predicts better transfer. H-score sits at its maximum, classes - 1, whenever there are no more training "
+        "examples than feature dimensions plus one, so at a few examples per class only the regularised form can "
+        "tell backbones apart. Beside the scores: the test accuracy each backbone reached with the linear probe "
+        "(`feature_extraction`) and with its best fine-tuning strategy. The scores are in transferability.csv, one "
+        "row per split, and in MLflow (`transfer.<score>` on the cell runs, one `transferability/<backbone>` run "
+        "per backbone).",
         "",
-        _md_table(point_rows),
-        "",
-        *([f"Not computed: {'; '.join(skipped)}.", ""] if skipped else []),
-        "How well each score orders the backbones by realised accuracy, per dataset and budget and pooled over "
-        "them (pooled: pairs of backbones within the same dataset and budget only, so scores on different scales "
-        "do not mix). Kendall's τ-b with its two-sided p-value; weighted τ (hyperbolic weights: the top of the "
-        "ranking counts most) with a two-sided permutation p-value. With 3 or 4 backbones a group cannot reach "
-        "p < 0.05 (the smallest two-sided p is 0.33 for 3 and 0.083 for 4): read the signs, and the pooled rows.",
-        "",
-        _md_table(tau_rows),
+        _md_table(shown),
         "",
         *(
-            f"![{s} against {shown}]({name})"
-            for name, s in ((f"scores_{s}.png", s) for s in scores.SCORES)
-            if name in figures
+            [f"LEEP and NCE are not computed for {', '.join(no_source)}: no source classifier.", ""]
+            if no_source
+            else []
         ),
+    ]
+    if not outcomes:
+        return [*lines, "_No feature_extraction or fine-tuning cells to set the scores against._", ""], {}
+    taus = stats.rank_correlations(points, scores.SCORES, outcomes, ["dataset", "budget"])
+    by_group = taus[taus.dataset != "all"].groupby(["dataset", "budget"], sort=False).n.max()
+    few = [f"{d} at {b} ({n})" for (d, b), n in by_group.items() if n < 3]
+    if few:
+        lines += [f"Too few backbones to conclude anything (fewer than 3; how many in brackets): {', '.join(few)}.", ""]
+    if len(few) == len(by_group):
+        return lines, {}
+    kept = taus[taus.note == ""]
+    correlations = pd.DataFrame(
+        [
+            {
+                "dataset": dataset,
+                "budget": budget,
+                "score": score,
+                "backbones": int(g.n.max()),
+                **{
+                    f"{label} {OUTCOMES[o]} (p)": _tau(*g.loc[g.outcome == o, [col, f"{col}_p"]].iloc[0])
+                    if (g.outcome == o).any()
+                    else ""
+                    for o in outcomes
+                    for col, label in (("tau", "τ"), ("weighted_tau", "weighted τ"))
+                },
+            }
+            for (dataset, budget, score), g in kept.groupby(["dataset", "budget", "score"], sort=False)
+        ]
+    )
+    target = outcomes[-1]
+    figures = {
+        f"scores_{s}.png": plots.score_scatter(points, s, target, taus[taus.outcome == target], out / f"scores_{s}.png")
+        for s in scores.SCORES
+        if kept[kept.score == s].size
+    }
+    lines += [
+        "How well each score orders the backbones by the accuracy they reached, per dataset and budget, and pooled "
+        "over them (`all`: pairs of backbones within the same dataset and budget only, so scores on different "
+        "scales do not mix): Kendall's τ-b with its two-sided p-value, and weighted τ (hyperbolic weights: the top "
+        "of the ranking counts most) with a two-sided permutation p-value. With 3 backbones a group's smallest "
+        "possible p is 0.33, with 4 it is 0.083: a single group shows a sign, not evidence; the pooled rows are "
+        "the test.",
+        "",
+        _md_table(correlations),
+        "",
+        *(f"![{name[7:-4]} against {OUTCOMES[target]} accuracy]({name})" for name in figures),
         "",
     ]
     return lines, figures

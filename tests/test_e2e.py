@@ -57,7 +57,7 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     assert "transferability.csv" in logged
     scored = pd.read_csv(out / "transferability.csv")
     assert len(scored) == 2 and scored[["logme", "leep", "nce", "h_score", "reg_h_score"]].notna().all().all()
-    assert "fewer than 3 backbones: no conclusion" in report  # one backbone: said plainly, no correlation
+    assert "Too few backbones to conclude anything" in report  # one backbone: said plainly, no correlation
     per_backbone = runs[runs["tags.stage"] == "transferability"]
     assert per_backbone["tags.mlflow.runName"].tolist() == ["transferability/mobilenetv2_100"]
     assert per_backbone["metrics.logme.cifar10.4"].iloc[0] == pytest.approx(scored.logme.mean())

@@ -157,9 +157,10 @@ def test_report_sets_scores_against_outcomes_with_three_backbones(results_root):
     rows["h_score"] = np.repeat([3.0, 2.0, 1.0], 3)  # one score that orders them backwards
     report, _ = write_report("constructed", records, scores=rows)
     text = report.read_text()
-    assert "| cifar10 | 5 | logme | best_finetune | 3 | +1.00 (0.333) |" in text
-    assert "| cifar10 | 5 | h_score | best_finetune | 3 | -1.00 (0.333) |" in text
-    assert "| all | all | logme | feature_extraction | 3 | +1.00 (0.333) |" in text
+    assert "| cifar10 | 5 | logme | 3 | +1.00 (0.333) | +1.00 (0.333) | +1.00 (0.333) | +1.00 (0.333) |" in text
+    assert "| cifar10 | 5 | h_score | 3 | -1.00 (0.333) | -1.00 (0.333) | -1.00 (0.333) | -1.00 (0.333) |" in text
+    assert "| all | all | logme | 3 | +1.00 (0.333) |" in text  # pooled over the one group: the same
+    assert "Too few backbones" not in text
     assert "| cifar10 | 5 | c | 3.000 | 3.000 | 3.000 | 1.000 | 3.000 | 71.0 | 81.0 | finetune |" in text
     for score in scores.SCORES:
         assert (report.parent / f"scores_{score}.png").stat().st_size > 5000 and f"scores_{score}.png" in text
@@ -184,6 +185,8 @@ def test_report_says_plainly_when_there_are_too_few_backbones(results_root):
             "key": ["0", "1"],
         }
     )
-    text = write_report("constructed", records, scores=rows)[0].read_text()
-    assert text.count(stats.FEW_BACKBONES) >= len(scores.SCORES)
-    assert "Not computed: fewer than 3 strategies" in text or "_Not computed:" in text  # 2 strategies: no Friedman
+    report = write_report("constructed", records, scores=rows)[0]
+    text = report.read_text()
+    assert "Too few backbones to conclude anything (fewer than 3; how many in brackets): cifar10 at 5 (2)." in text
+    assert "Kendall" not in text and not list(report.parent.glob("scores_*.png"))  # no correlation, no plot
+    assert "_Not computed: " in text.split("## Strategies across the matrix")[1]  # 2 strategies: no Friedman test
