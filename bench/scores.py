@@ -123,10 +123,14 @@ def score_groups(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+TIE_DECIMALS = 9  # means equal to this many decimals tie: H-score at its maximum differs only by float noise
+
+
 def per_backbone(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation of each score over seeds, per (dataset, budget, backbone)."""
+    """Mean (rounded to ``TIE_DECIMALS``) and standard deviation of each score over seeds, per (dataset, budget,
+    backbone)."""
     group = ["modality", "dataset", "budget", "backbone"]
-    mean = rows.groupby(group, sort=False)[SCORES].mean()
+    mean = rows.groupby(group, sort=False)[SCORES].mean().round(TIE_DECIMALS)
     std = rows.groupby(group, sort=False)[SCORES].std(ddof=1).add_suffix("_std")
     return mean.join(std).reset_index()
 
