@@ -212,10 +212,11 @@ def _experiment_file(name: str) -> str:
 
 
 def _report(exp, console: Console) -> int:
-    """Write the report of ``exp``'s finished cells, log it to MLflow and print the summary table."""
+    """Write the report of ``exp``'s finished cells, log it to MLflow (the summary run's artifacts, each cell's
+    comparison metrics, the experiment's description) and print the summary table."""
     from bench import paths, results, scores
     from bench.matrix import expand
-    from bench.report import print_summary, write_report
+    from bench.report import experiment_note, print_summary, write_report
     from bench.tracking import Tracker, browse_hint, tracking_uri
 
     records = [r for r in (results.load_cell(exp.name, c) for c in expand(exp)) if r is not None]
@@ -225,16 +226,18 @@ def _report(exp, console: Console) -> int:
     with paths.file_lock(paths.experiment_dir(exp.name) / ".report.lock"):  # runs sharing a matrix report in turn
         rows = _transfer_scores(exp, console)
         report, summary = write_report(exp.name, records, sum(r["seconds"] for r in records), rows)
-        files = sorted(report.parent.glob("*.png")) + [report, report.parent / "summary.csv"]
+        page = report.with_suffix(".html")
+        files = sorted(report.parent.glob("*.png")) + [report, page, report.parent / "summary.csv"]
         tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
         tracker.log_comparisons(summary)
         if rows is not None and len(rows):
             tracker.log_transferability(scores.per_backbone(rows), scores.SCORES)
             files.append(report.parent / scores.FILE)
-        tracker.log_report(exp.name, files)
+        summary_run = tracker.log_report(exp.name, files)
+        tracker.set_description(experiment_note(exp, records, summary_run))
     print_summary(summary, console, f"{exp.name}: test accuracy over {exp.seeds} seeds")
     runs = browse_hint(tracking_uri(exp.tracking_uri))
-    console.print(Text(f"report: {report}   summary: {report.parent / 'summary.csv'}   runs: {runs}"))
+    console.print(Text(f"report: {report} and {page.name}   summary: {report.parent / 'summary.csv'}   runs: {runs}"))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""What a benchmark ran on: package versions, CPU, device and torch threads; and setting the thread count.
+"""What a benchmark ran on: package versions, the project's commit and lockfile, CPU, device and torch threads; and
+setting the thread count.
 
 On a 2-core machine a torch process with 2 threads slows down 10x or more as soon as another process competes
 for a core, so the thread count is chosen, not left to chance: the cores this process may use (divided among
@@ -8,11 +9,16 @@ its workers), or the experiment's ``training.threads``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import platform
+import subprocess
 from importlib import metadata
+from pathlib import Path
 
 PACKAGES = ("torch", "timm", "transformers", "torchaudio", "mlflow", "optuna", "transferbench")
+REPOSITORY = Path(__file__).resolve().parents[1]  # the checkout the bench package is imported from
+LOCKFILE = "requirements.lock"
 
 
 def available_cores() -> int:
@@ -51,11 +57,46 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _git(root: Path, *args: str) -> str | None:
+    """What ``git args`` prints in ``root``, stripped; None without git, or when it fails (e.g. no repository)."""
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_commit(root: Path) -> str:
+    """``git rev-parse HEAD`` of the repository whose top folder is ``root``, with ``-dirty`` when a tracked file
+    has changes (untracked files do not count); "unknown" without git, or when ``root`` is not a repository's top
+    folder (a package installed into site-packages inside some other repository is not that repository's code)."""
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root.resolve():
+        return "unknown"
+    commit = _git(root, "rev-parse", "HEAD")
+    changes = _git(root, "--no-optional-locks", "status", "--porcelain", "--untracked-files=no")
+    if commit is None or changes is None:
+        return "unknown"  # e.g. a repository without a commit yet
+    return f"{commit}-dirty" if changes else commit
+
+
+def lockfile_digest(root: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of ``root``'s requirements.lock; "none" when it has none."""
+    path = root / LOCKFILE
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "none"
+
+
+@functools.cache
+def checkout() -> dict[str, str]:
+    """The commit and lockfile digest of the checkout this process imported the bench package from, read once."""
+    return {"git_commit": git_commit(REPOSITORY), "lockfile": lockfile_digest(REPOSITORY)}
+
+
 def describe(device: str) -> dict[str, str]:
     """Everything about the machine and software that can change a figure, as flat strings (MLflow tags)."""
     import torch
 
-    info = {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}}
+    info = {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}, **checkout()}
     info |= {
         "torch": torch.__version__,  # with its build (e.g. +cu130)
         "device": device,
@@ -68,9 +109,13 @@ def describe(device: str) -> dict[str, str]:
 
 
 def summary_line(info: dict[str, str]) -> str:
-    """One line for a report header."""
+    """One line for a report header (the commit and lockfile only where ``info`` has them: older cells lack them)."""
     packages = ", ".join(f"{p} {info[p]}" for p in PACKAGES if p in info)
-    return (
+    line = (
         f"{info['platform']}, {info['cpu']} ({info['cores']} cores, torch threads: {info['threads']}), "
         f"device {info['device']}; Python {info['python']}, {packages}"
     )
+    if "git_commit" in info:
+        lock = "no requirements.lock" if info["lockfile"] == "none" else f"requirements.lock {info['lockfile']}"
+        line += f"; git commit {info['git_commit']}, {lock}"
+    return line

@@ -1,18 +1,25 @@
-"""The report of finished results: summary.csv, report.md with statistics tables, and PNG plots."""
+"""The report of finished results: summary.csv, report.md with statistics tables, PNG plots, the same report as one
+self-contained report.html, and a short summary for the MLflow experiment's description."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import math
+from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import markdown
 import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from bench import environment, paths, plots, stats
+
+if TYPE_CHECKING:
+    from bench.config import Experiment
 
 # Published figures for sanity checks (from the data mirror's README): dataset -> (method, accuracy)
 REFERENCES = {
@@ -30,6 +37,7 @@ SUMMARY_COLUMNS = [
     "backbone",
     "budget",
     "n_train",
+    "examples_per_class",
     "strategy",
     "seeds",
     "test_acc_mean",
@@ -62,6 +70,7 @@ def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(records)
     df["budget"] = df["budget"].astype(str)
     df["n_train"] = [sum(r["seeds"][0]["train_counts"].values()) for r in records]
+    df["examples_per_class"] = [stats.budget_per_class(r) for r in records]
     df["best_hp"] = df["best_hp"].map(_hp_text)
     df = df.drop(columns=["seeds"]).merge(table, on=["modality", "dataset", "backbone", "budget", "strategy"])
     df = df.rename(
@@ -331,7 +340,8 @@ def write_report(
     cell_seconds: float | None = None,
     scores: pd.DataFrame | None = None,
 ) -> tuple[Path, pd.DataFrame]:
-    """Write summary.csv, report.md and the plots into results/<experiment>/; return the report and summary.
+    """Write summary.csv, report.md, the plots and report.html into results/<experiment>/; return report.md's path
+    and the summary.
 
     ``scores`` are the transferability rows of ``bench.scores`` (none: the report says so)."""
     out = paths.experiment_dir(experiment)
@@ -466,9 +476,81 @@ def write_report(
         _md_table(_references(table)) if len(_references(table)) else "_No dataset with a published reference._",
         "",
     ]
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
+    report, text = out / "report.md", "\n".join(lines)
+    report.write_text(text)
+    report.with_suffix(".html").write_text(_html_page(experiment, text, figures))
     return report, summary
+
+
+# Plain and readable in MLflow's artifact viewer and a browser alike; no fonts or anything else to fetch
+CSS = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328;
+       max-width: 80rem; margin: 1.5rem auto; padding: 0 1.5rem; }
+h1 { font-size: 1.6rem; }
+h2 { font-size: 1.25rem; margin-top: 2.2rem; padding-bottom: 0.3rem; border-bottom: 1px solid #d0d7de; }
+table { display: block; overflow-x: auto; border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.6rem; vertical-align: top; }
+th { background: #f6f8fa; }
+tbody tr:nth-child(even) { background: #f9fafb; }
+td { white-space: nowrap; font-variant-numeric: tabular-nums; }  /* wide tables scroll instead */
+img { max-width: 100%; height: auto; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85em;
+       background: #f6f8fa; padding: 0.1rem 0.3rem; border-radius: 4px; }
+"""
+
+
+def _html_page(experiment: str, text: str, figures: dict[str, Path]) -> str:
+    """The report's markdown ``text`` as one HTML page that needs no other file: its plots inline, its own CSS."""
+    body = _inline_images(markdown.markdown(text, extensions=["tables"]), figures)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(experiment)}: transfer against training from scratch</title>\n<style>{CSS}</style>\n"
+        f"</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def _inline_images(html: str, figures: dict[str, Path]) -> str:
+    """``html`` with each figure's file name as an image source replaced by its PNG as a data: URI."""
+    for name, path in figures.items():
+        uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+        html = html.replace(f'src="{name}"', f'src="{uri}"')
+    return html
+
+
+def _verdict_line(v: Any) -> str:
+    """A row of ``stats.verdicts`` as a markdown list item: the best strategy, its accuracy and 95 % interval (none
+    from a single pair), and the strategies not significantly worse than it."""
+    budget = "all training examples" if v.budget == "all" else f"{v.budget} examples per class"
+    interval = "" if pd.isna(v.best_ci_low) else f" (95 % CI {_pct(v.best_ci_low)} to {_pct(v.best_ci_high)})"
+    return (
+        f"- {v.dataset}, {budget}: **{v.best}**, test accuracy {_pct(v.best_mean)} %{interval}; "
+        f"not significantly worse: {', '.join(v.not_worse[1:]) or 'none'}"
+    )
+
+
+def experiment_note(exp: Experiment, records: list[dict[str, Any]], summary_run: str) -> str:
+    """A short markdown summary for the MLflow experiment's description: what ran, the best strategy at each
+    dataset and budget (the report's verdicts), and where the full report is (``summary_run``'s artifacts)."""
+    return "\n".join(
+        [
+            f"**{exp.name}**" + (f": {exp.description}" if exp.description else ""),
+            "",
+            f"- backbones: {', '.join(bb.label for bb in exp.backbones)}",
+            f"- datasets: {', '.join(ds.name for ds in exp.datasets)}",
+            f"- strategies: {', '.join(exp.strategies)}",
+            f"- budgets (training examples per class): {', '.join(map(str, exp.budgets))}",
+            f"- {exp.seeds} seeds and {exp.tuning.n_trials} Optuna trials per cell; {len(records)} cells finished",
+            "",
+            "Best strategy at each dataset and budget (highest mean test accuracy over every backbone and seed, "
+            "with its 95 % interval; paired t-tests against it, Holm-corrected):",
+            "",
+            *(_verdict_line(v) for v in stats.verdicts(records).itertuples()),
+            "",
+            f"The full report: `report.html` in the artifacts of the run `{summary_run}` (`stage=summary`), with "
+            "report.md, summary.csv and the plots.",
+        ]
+    )
 
 
 def print_summary(df: pd.DataFrame, console: Console, title: str) -> None:

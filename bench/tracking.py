@@ -1,5 +1,5 @@
 """MLflow: one experiment per experiment file, a parent run per cell, nested runs per trial and final seed, a run
-per backbone with its transferability scores, and a summary run with the report."""
+per backbone with its transferability scores, a summary run with the report, and the experiment's description."""
 
 from __future__ import annotations
 
@@ -20,6 +20,18 @@ if TYPE_CHECKING:
     from bench.train import EvalStats
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
+NOTE = "mlflow.note.content"  # the tag MLflow shows as an experiment's or run's description
+# Columns of the report's summary logged on each cell's parent run (examples_per_class: the budget as a number)
+COMPARISONS = (
+    "test_acc_mean",
+    "test_acc_ci_low",
+    "test_acc_ci_high",
+    "gain_over_scratch",
+    "gain_ci_low",
+    "gain_ci_high",
+    "p_holm",
+    "examples_per_class",
+)
 
 
 def default_tracking_uri() -> str:
@@ -94,19 +106,29 @@ class Tracker:
                 client.set_terminated(run.info.run_id, "KILLED")
 
     def log_comparisons(self, summary: Any) -> None:
-        """Each cell's gain over scratch (a row of the report's summary) on its parent run, where it is missing
-        or changed: cells finish in any order, so this is logged once both cells of a pair exist."""
-        client = self.mlflow.MlflowClient()
+        """Each cell's row of the report's summary, as the ``COMPARISONS`` metrics of its parent run, where they are
+        missing or changed: cells finish in any order, so gains are logged once both cells of a pair exist. With
+        them the runs table groups by strategy and charts accuracy, gain and p-value against the budget."""
+        from mlflow.entities import Metric
+
+        client, now = self.mlflow.MlflowClient(), int(time.time() * 1000)
         parents = self.mlflow.search_runs(
             [self.experiment_id], filter_string="tags.stage = 'cell'", output_format="list", max_results=50_000
         )
         by_key = {run.data.tags.get("cell_key"): run for run in parents}
         for row in summary.itertuples():
             run = by_key.get(row.cell_key)
-            gain = float(row.gain_over_scratch)
-            if run is None or math.isnan(gain) or run.data.metrics.get("gain_over_scratch") == gain:
+            if run is None:
                 continue
-            client.log_metric(run.info.run_id, "gain_over_scratch", gain)
+            values = {name: float(getattr(row, name)) for name in COMPARISONS}
+            logged = run.data.metrics
+            metrics = [
+                Metric(name, value, now, 0)
+                for name, value in values.items()
+                if not math.isnan(value) and logged.get(name) != value
+            ]
+            if metrics:
+                client.log_batch(run.info.run_id, metrics=metrics)
 
     def log_transferability(self, points: Any, scores: list[str]) -> None:
         """Transferability scores (means over seeds, from ``scores.per_backbone``): ``transfer.<score>`` on the cell
@@ -205,8 +227,9 @@ class Tracker:
             self.mlflow.log_params(params)
             yield
 
-    def log_report(self, experiment: str, files: list[Path]) -> None:
-        """The report's files on the experiment's summary run (``stage=summary``), created once and reused."""
+    def log_report(self, experiment: str, files: list[Path]) -> str:
+        """The report's files on the experiment's summary run (``stage=summary``), created once and reused; return
+        the run's name."""
         runs = self.mlflow.search_runs(
             [self.experiment_id], filter_string="tags.stage = 'summary'", output_format="list"
         )
@@ -218,6 +241,11 @@ class Tracker:
         with self._run(**kwargs):
             for f in files:
                 self.mlflow.log_artifact(str(f))
+            return self.mlflow.active_run().info.run_name
+
+    def set_description(self, text: str) -> None:
+        """The experiment's description in the MLflow UI (markdown), replacing the one before."""
+        self.mlflow.MlflowClient().set_experiment_tag(self.experiment_id, NOTE, text)
 
     @contextmanager
     def child_run(

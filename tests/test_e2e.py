@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import mlflow
 import pandas as pd
 import pytest
@@ -9,7 +12,10 @@ import torch
 import yaml
 from conftest import tiny_experiment
 
+from bench import config, environment, matrix, results, stats
 from bench.cli import main
+from bench.report import summarize
+from bench.tracking import COMPARISONS
 
 
 def _runs(results_root):
@@ -48,12 +54,31 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         assert (out / png).read_bytes()[:4] == b"\x89PNG" and png in report
     assert "cifar10 | mobilenetv2_100 | 4 | 40 | finetune | 2 |" in report
     assert f"torch {torch.__version__}" in report and "torch threads" in report  # what produced it
+    commit, lockfile = environment.checkout()["git_commit"], environment.checkout()["lockfile"]
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", commit) and re.fullmatch(r"[0-9a-f]{16}|none", lockfile)
+    assert f"git commit {commit}, " in report
+    records = [results.load_cell("tiny", c) for c in matrix.expand(config.load(path))]
+    best = stats.verdicts(records).best.iloc[0]
+    page = (out / "report.html").read_text()
+    assert "<th>best strategy</th>" in page and f"<td>cifar10</td>\n<td>4</td>\n<td>{best}</td>" in page  # verdict
+    assert page.count('src="data:image/png;base64,') == report.count("![") >= 3 and "http" not in page
+    assert (summary.examples_per_class == 4).all()
 
     runs = _runs(results_root)
     summary_run = runs[runs["tags.stage"] == "summary"]
     assert len(summary_run) == 1
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(summary_run.run_id.iloc[0])}
-    assert {"report.md", "summary.csv", "gain_heatmap.png", "accuracy_vs_budget.png", "ranks.png"} <= logged
+    assert {
+        "report.md",
+        "report.html",
+        "summary.csv",
+        "gain_heatmap.png",
+        "accuracy_vs_budget.png",
+        "ranks.png",
+    } <= logged
+    note = mlflow.get_experiment_by_name("tiny").tags["mlflow.note.content"]
+    assert f"- cifar10, 4 examples per class: **{best}**, test accuracy " in note
+    assert "`report.html` in the artifacts of the run `tiny/summary`" in note
     assert "transferability.csv" in logged
     scored = pd.read_csv(out / "transferability.csv")
     assert len(scored) == 2 and scored[["logme", "leep", "nce", "h_score", "reg_h_score"]].notna().all().all()
@@ -73,6 +98,19 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     transfer = parents[parents["tags.strategy"] != "scratch"]
     assert transfer["metrics.gain_over_scratch"].notna().all()
     assert transfer["metrics.transfer.logme"].notna().all()  # the pretrained backbone's score, on its cells
+    compared = summarize(records).set_index("cell_key")
+    for _, parent in parents.iterrows():
+        m = {name: parent[f"metrics.{name}"] for name in COMPARISONS}
+        expected = compared.loc[parent["tags.cell_key"]]
+        for name, value in m.items():  # the report's figures on the run, and none where the report has none
+            assert value == expected[name] or (math.isnan(value) and math.isnan(expected[name])), name
+        assert m["test_acc_ci_low"] <= m["test_acc_mean"] <= m["test_acc_ci_high"] and m["examples_per_class"] == 4
+        if parent["tags.strategy"] == "scratch":
+            assert m["gain_over_scratch"] == 0 and math.isnan(m["gain_ci_low"]) and math.isnan(m["p_holm"])
+        else:  # 2 seeds: an interval always; a p-value unless both seeds' differences are the same
+            assert m["gain_ci_low"] <= m["gain_over_scratch"] <= m["gain_ci_high"]
+            assert math.isnan(m["p_holm"]) or 0 <= m["p_holm"] <= 1
+        assert parent["tags.env.git_commit"] == commit and parent["tags.env.lockfile"] == lockfile
     assert parents[parents["tags.strategy"] == "scratch"]["metrics.transfer.logme"].isna().all()
     for _, parent in parents.iterrows():
         children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
@@ -101,6 +139,10 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     out = capsys.readouterr().out
     assert out.count("finished earlier") == 3 and "done " not in out
     assert len(_runs(results_root)) == len(runs)
+    for _, parent in parents.iterrows():  # the report written again logs nothing that did not change
+        for name in set(COMPARISONS) - {"test_acc_mean"}:  # which the cell's own run logs too
+            points = len(client.get_metric_history(parent.run_id, name))
+            assert points == (0 if math.isnan(parent[f"metrics.{name}"]) else 1), name
     pd.testing.assert_frame_equal(pd.read_csv(results_root / "tiny" / "summary.csv"), summary)
 
 

@@ -1,0 +1,150 @@
+"""The report as one self-contained HTML page, the experiment's description, and the provenance of the code that
+produced the cells (its git commit and lockfile), on constructed records: nothing is trained."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import subprocess
+
+import pytest
+from conftest import tiny_experiment
+
+from bench import config, environment, stats
+from bench.report import experiment_note, write_report
+
+ACCURACY = {"scratch": 0.2, "feature_extraction": 0.5, "finetune": 0.4}
+CHECKOUT = {"git_commit": "0123456789abcdef0123456789abcdef01234567-dirty", "lockfile": "fedcba9876543210"}
+ENVIRONMENT = {
+    "platform": "Linux x86_64",
+    "cpu": "Some CPU",
+    "cores": "2",
+    "threads": "1",
+    "device": "cpu",
+    "python": "3.11.7",
+    "torch": "2.14.1",
+}
+
+
+def _records(env: dict[str, str]) -> list[dict]:
+    """Constructed cells of one backbone on CIFAR-10 at 5 and 10 examples per class, 3 seeds each."""
+    return [
+        {
+            "modality": "image",
+            "dataset": "cifar10",
+            "backbone": "mobilenetv2_100",
+            "budget": budget,
+            "strategy": strategy,
+            "best_hp": {"lr": 0.01},
+            "cell_key": f"{strategy}-{budget}",
+            "trials_complete": 2,
+            "trials_pruned": 0,
+            "seconds": 1.0,
+            "environment": env,
+            "seeds": [
+                {
+                    "seed": s,
+                    "test_acc": acc + budget / 100 + 0.01 * s,
+                    "test_macro_f1": acc,
+                    "train_counts": {str(c): budget for c in range(10)},
+                }
+                for s in range(3)
+            ],
+        }
+        for budget in (5, 10)
+        for strategy, acc in ACCURACY.items()
+    ]
+
+
+def test_report_html_is_one_page_with_the_reports_tables_and_its_plots_inline(results_root):
+    report, _ = write_report("constructed", _records(ENVIRONMENT | CHECKOUT))
+    text, page = report.read_text(), report.with_suffix(".html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in page and "<style>" in page
+    assert "http" not in page and "href=" not in page  # nothing to fetch, nowhere to go
+    assert page.count("<table>") == text.count("\n|---") > 3
+    assert "<th>best strategy</th>" in page and "<td>feature_extraction</td>" in page
+    assert "more than measured (&gt; 10)" in page  # text that looks like markup is escaped
+    figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    sources = re.findall(r'<img alt="[^"]*" src="([^"]*)"', page)
+    assert len(sources) == len(figures) >= 3 and page.count("<img") == len(sources)
+    for name, source in zip(figures, sources, strict=True):
+        head, _, data = source.partition(",")
+        assert head == "data:image/png;base64" and base64.b64decode(data) == (report.parent / name).read_bytes()
+
+
+def test_the_experiments_description_says_what_ran_the_best_strategies_and_where_the_report_is(results_root):
+    exp = config.parse({**tiny_experiment(budgets=[5, 10]), "description": "a constructed study"})
+    records = _records(ENVIRONMENT)
+    note = experiment_note(exp, records, "constructed/summary")
+    assert note.startswith("**tiny**: a constructed study\n")
+    for line in (
+        "- backbones: mobilenetv2_100",
+        "- datasets: cifar10",
+        "- strategies: feature_extraction, finetune, scratch",
+        "- budgets (training examples per class): 5, 10",
+        "- 2 seeds and 2 Optuna trials per cell; 6 cells finished",
+        "`report.html` in the artifacts of the run `constructed/summary` (`stage=summary`)",
+    ):
+        assert line in note
+    verdicts = stats.verdicts(records)
+    assert verdicts.best.tolist() == ["feature_extraction", "feature_extraction"]
+    for budget, mean in zip(verdicts.budget, verdicts.best_mean, strict=True):
+        assert (
+            f"- cifar10, {budget} examples per class: **feature_extraction**, test accuracy {100 * mean:.1f} %" in note
+        )
+
+
+def _git(root, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_git_commit_is_head_dirty_only_with_tracked_changes_else_unknown(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    assert environment.git_commit(repo) == "unknown"  # no repository
+    _git(repo, "init", "-q")
+    assert environment.git_commit(repo) == "unknown"  # no commit yet
+    (repo / "a.txt").write_text("a")
+    _git(repo, "add", "a.txt")
+    _git(repo, "commit", "-qm", "first")
+    head = _git(repo, "rev-parse", "HEAD")
+    assert re.fullmatch("[0-9a-f]{40}", head) and environment.git_commit(repo) == head
+    (repo / "untracked.txt").write_text("b")
+    assert environment.git_commit(repo) == head  # untracked files are not changes to the code
+    (repo / "a.txt").write_text("changed")
+    assert environment.git_commit(repo) == f"{head}-dirty"
+    assert environment.git_commit(repo / "sub") == "unknown"  # inside a repository, not its top folder
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert environment.git_commit(repo) == "unknown"  # no git
+
+
+def test_lockfile_digest_is_the_lockfiles_sha256_prefix_or_none(tmp_path):
+    assert environment.lockfile_digest(tmp_path) == "none"
+    (tmp_path / "requirements.lock").write_bytes(b"torch==2.14.1\n")
+    assert environment.lockfile_digest(tmp_path) == hashlib.sha256(b"torch==2.14.1\n").hexdigest()[:16]
+
+
+def test_describe_records_this_checkouts_commit_and_lockfile():
+    info = environment.describe("cpu")
+    assert info["git_commit"] == environment.git_commit(environment.REPOSITORY)
+    assert info["lockfile"] == environment.lockfile_digest(environment.REPOSITORY)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (ENVIRONMENT | CHECKOUT, f"; git commit {CHECKOUT['git_commit']}, requirements.lock fedcba9876543210"),
+        (ENVIRONMENT | CHECKOUT | {"lockfile": "none"}, f"; git commit {CHECKOUT['git_commit']}, no requirements.lock"),
+        (ENVIRONMENT, "Python 3.11.7, torch 2.14.1"),  # cells recorded before commits were: the line still reads
+    ],
+)
+def test_summary_line_ends_with_the_commit_and_lockfile_where_recorded(env, expected):
+    assert environment.summary_line(env).endswith(expected)
