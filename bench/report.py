@@ -331,7 +331,8 @@ def _transferability(rows: pd.DataFrame | None, table: pd.DataFrame, out: Path) 
 
 
 def _tau(tau: float, p: float) -> str:
-    return "" if pd.isna(tau) else f"{tau:+.2f} ({p:.3f})"
+    """τ and its p-value; undefined when every backbone ties on the score or on the accuracy."""
+    return "undefined: ties" if pd.isna(tau) else f"{tau:+.2f} ({p:.3f})"
 
 
 def write_report(
