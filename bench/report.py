@@ -360,6 +360,8 @@ def write_report(
     cd_lines, cd_figure = _critical_difference(table, out)
     transfer_lines, transfer_figures = _transferability(scores, table, out)
     figures |= cd_figure | transfer_figures
+    for stale in set(out.glob("*.png")) - set(figures.values()):  # plots an earlier report drew and this one does not
+        stale.unlink()
 
     cell_rows = summary.assign(
         **{
