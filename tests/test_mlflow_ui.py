@@ -45,7 +45,9 @@ def store(exp_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         [sys.executable, "-m", "bench", "--results", str(results), "run", str(exp_file)],
         capture_output=True,
         text=True,
-        env={**os.environ, "TRANSFERBENCH_WORKERS": "1"},
+        # without MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() in an earlier test sets it, and this module-scoped
+        # fixture runs before conftest's per-test clean-up, so the run would write to that test's store
+        env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "TRANSFERBENCH_WORKERS": "1"},
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
