@@ -141,39 +141,41 @@ class Tracker:
             [self.experiment_id], filter_string="tags.stage = 'cell'", output_format="list", max_results=50_000
         )
         pretrained = {name for name, cls in STRATEGIES if cls.pretrained}
-        by_group: dict[tuple[str, str, str], list[str]] = {}
+        by_group: dict[tuple[str, str, str], list[Any]] = {}
         for run in cells:
             t = run.data.tags
             if t.get("strategy") in pretrained:
-                by_group.setdefault((t.get("dataset"), t.get("backbone"), t.get("budget")), []).append(run.info.run_id)
+                by_group.setdefault((t.get("dataset"), t.get("backbone"), t.get("budget")), []).append(run)
+
+        def new(run: Any, values: dict[str, float]) -> list[Metric]:  # what the run lacks or has with another value
+            return [
+                Metric(k, v, now, 0) for k, v in values.items() if not math.isnan(v) and run.data.metrics.get(k) != v
+            ]
+
         for point in points.itertuples():
-            metrics = [Metric(f"transfer.{s}", float(getattr(point, s)), now, 0) for s in scores]
-            metrics = [m for m in metrics if not math.isnan(m.value)]
-            for run_id in by_group.get((point.dataset, point.backbone, str(point.budget)), []):
-                client.log_batch(run_id, metrics=metrics)
+            values = {f"transfer.{s}": float(getattr(point, s)) for s in scores}
+            for run in by_group.get((point.dataset, point.backbone, str(point.budget)), []):
+                if metrics := new(run, values):
+                    client.log_batch(run.info.run_id, metrics=metrics)
         for backbone, rows in points.groupby("backbone", sort=False):
             runs = self.mlflow.search_runs(
                 [self.experiment_id],
                 filter_string=f"tags.stage = 'transferability' and tags.backbone = '{backbone}'",
                 output_format="list",
             )
-            run_id = (
-                runs[0].info.run_id
+            run = (
+                runs[0]
                 if runs
                 else client.create_run(
                     self.experiment_id,
                     run_name=f"transferability/{backbone}",
                     tags={"stage": "transferability", "backbone": backbone},
-                ).info.run_id
+                )
             )
-            metrics = [
-                Metric(f"{s}.{p.dataset}.{p.budget}", float(getattr(p, s)), now, 0)
-                for p in rows.itertuples()
-                for s in scores
-                if not math.isnan(getattr(p, s))
-            ]
-            client.log_batch(run_id, metrics=metrics)
-            client.set_terminated(run_id, "FINISHED")
+            values = {f"{s}.{p.dataset}.{p.budget}": float(getattr(p, s)) for p in rows.itertuples() for s in scores}
+            if metrics := new(run, values):
+                client.log_batch(run.info.run_id, metrics=metrics)
+            client.set_terminated(run.info.run_id, "FINISHED")
 
     def _existing_parent(self, cell: Cell) -> str | None:
         runs = self.mlflow.search_runs(

@@ -143,6 +143,10 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         for name in set(COMPARISONS) - {"test_acc_mean"}:  # which the cell's own run logs too
             points = len(client.get_metric_history(parent.run_id, name))
             assert points == (0 if math.isnan(parent[f"metrics.{name}"]) else 1), name
+        scored = 0 if parent["tags.strategy"] == "scratch" else 1
+        assert len(client.get_metric_history(parent.run_id, "transfer.logme")) == scored
+    backbone_run = per_backbone.run_id.iloc[0]
+    assert len(client.get_metric_history(backbone_run, "logme.cifar10.4")) == 1
     pd.testing.assert_frame_equal(pd.read_csv(results_root / "tiny" / "summary.csv"), summary)
 
 
