@@ -296,7 +296,7 @@ def _number(text: str, flag: str) -> int:
 
 def _rank(exp, console: Console) -> int:
     """Score the experiment's backbones on its dataset and budget and print them best first (by LogME)."""
-    from bench import scores
+    from bench import paths, scores
 
     with console.status("scoring") as status:
         rows = scores.score_groups(
@@ -320,7 +320,7 @@ def _rank(exp, console: Console) -> int:
     console.print(
         Text(
             f"{n} training examples per split, features of the frozen backbones (cached under "
-            f"{scores.paths.cache_dir('features')}); validation and test examples are not read"
+            f"{paths.cache_dir('features')}); validation and test examples are not read"
         )
     )
     return 0

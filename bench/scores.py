@@ -25,7 +25,7 @@ import torch
 from bench import backbones, data, paths, transferability
 from bench.config import BackboneConfig, Experiment
 from bench.data import LoadedDataset
-from bench.features import cached_features
+from bench.features import cached_features, weights_digest
 from bench.matrix import expand
 from bench.strategies import STRATEGIES
 from bench.trainer import pick_device, split_of
@@ -51,11 +51,25 @@ def row_key(exp: Experiment, bb: BackboneConfig, dataset: LoadedDataset, budget:
 
 @torch.no_grad()
 def score_split(
-    backbone: backbones.Backbone, dataset: LoadedDataset, train: np.ndarray, batch_size: int, device: torch.device
+    backbone: backbones.Backbone,
+    dataset: LoadedDataset,
+    train: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    digest: str | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
-    """Every estimator on the frozen ``backbone``'s features of ``dataset``'s training examples ``train``."""
+    """Every estimator on the frozen ``backbone``'s features of ``dataset``'s training examples ``train``;
+    ``digest`` is ``weights_digest(backbone)`` when the caller has it already."""
     feats = cached_features(
-        backbone, dataset.train_items, dataset.train_labels, train, dataset.manifest, "train", batch_size, device
+        backbone,
+        dataset.train_items,
+        dataset.train_labels,
+        train,
+        dataset.manifest,
+        "train",
+        batch_size,
+        device,
+        digest=digest,
     )
     head = backbone.source_head()
     probs = None if head is None else torch.softmax(head(feats), dim=1).double().numpy()
@@ -96,7 +110,7 @@ def score_groups(
     for bb, name, budget in groups:
         if name not in loaded:
             loaded[name] = data.DATASETS.get(name).load()
-        ds, backbone = loaded[name], None
+        ds, backbone, digest = loaded[name], None, None
         for seed in range(exp.seeds):
             key = row_key(exp, bb, ds, budget, seed)
             if known is not None and key in known.index:
@@ -105,8 +119,9 @@ def score_groups(
             if backbone is None:
                 say(f"scoring {bb.name} on {name}")
                 backbone = backbones.build(bb.name, True, bb.weights, **bb.options()).to(device)
+                digest = weights_digest(backbone)  # the features' cache key: hashed once, not at every seed
             split = split_of(exp, ds, budget, seed)
-            values, skipped = score_split(backbone, ds, split.train, exp.training.batch_size, device)
+            values, skipped = score_split(backbone, ds, split.train, exp.training.batch_size, device, digest)
             rows.append(
                 {
                     "modality": ds.modality,

@@ -105,58 +105,48 @@ class Tracker:
             elif run.info.status == "RUNNING":
                 client.set_terminated(run.info.run_id, "KILLED")
 
+    def _cell_runs(self) -> list[Any]:
+        """Every cell's parent run in this experiment."""
+        return self.mlflow.search_runs(
+            [self.experiment_id], filter_string="tags.stage = 'cell'", output_format="list", max_results=50_000
+        )
+
+    def _log_changed(self, run: Any, values: dict[str, float]) -> None:
+        """``values`` as metrics of ``run`` where it lacks them or holds another value (NaN is not logged), in one
+        batch: a report written again adds no points."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        logged = run.data.metrics
+        metrics = [Metric(k, v, now, 0) for k, v in values.items() if not math.isnan(v) and logged.get(k) != v]
+        if metrics:
+            self.mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+
     def log_comparisons(self, summary: Any) -> None:
         """Each cell's row of the report's summary, as the ``COMPARISONS`` metrics of its parent run, where they are
         missing or changed: cells finish in any order, so gains are logged once both cells of a pair exist. With
         them the runs table groups by strategy and charts accuracy, gain and p-value against the budget."""
-        from mlflow.entities import Metric
-
-        client, now = self.mlflow.MlflowClient(), int(time.time() * 1000)
-        parents = self.mlflow.search_runs(
-            [self.experiment_id], filter_string="tags.stage = 'cell'", output_format="list", max_results=50_000
-        )
-        by_key = {run.data.tags.get("cell_key"): run for run in parents}
+        by_key = {run.data.tags.get("cell_key"): run for run in self._cell_runs()}
         for row in summary.itertuples():
-            run = by_key.get(row.cell_key)
-            if run is None:
-                continue
-            values = {name: float(getattr(row, name)) for name in COMPARISONS}
-            logged = run.data.metrics
-            metrics = [
-                Metric(name, value, now, 0)
-                for name, value in values.items()
-                if not math.isnan(value) and logged.get(name) != value
-            ]
-            if metrics:
-                client.log_batch(run.info.run_id, metrics=metrics)
+            if (run := by_key.get(row.cell_key)) is not None:
+                self._log_changed(run, {name: float(getattr(row, name)) for name in COMPARISONS})
 
     def log_transferability(self, points: Any, scores: list[str]) -> None:
         """Transferability scores (means over seeds, from ``scores.per_backbone``): ``transfer.<score>`` on the cell
         runs of pretrained strategies with that backbone, dataset and budget, and ``<score>.<dataset>.<budget>`` on
-        one run per backbone (``stage=transferability``), so backbones can be compared side by side in the UI."""
-        from mlflow.entities import Metric
-
-        client, now = self.mlflow.MlflowClient(), int(time.time() * 1000)
-        cells = self.mlflow.search_runs(
-            [self.experiment_id], filter_string="tags.stage = 'cell'", output_format="list", max_results=50_000
-        )
+        one run per backbone (``stage=transferability``), so backbones can be compared side by side in the UI; both
+        where missing or changed."""
         pretrained = {name for name, cls in STRATEGIES if cls.pretrained}
         by_group: dict[tuple[str, str, str], list[Any]] = {}
-        for run in cells:
+        for run in self._cell_runs():
             t = run.data.tags
             if t.get("strategy") in pretrained:
                 by_group.setdefault((t.get("dataset"), t.get("backbone"), t.get("budget")), []).append(run)
-
-        def new(run: Any, values: dict[str, float]) -> list[Metric]:  # what the run lacks or has with another value
-            return [
-                Metric(k, v, now, 0) for k, v in values.items() if not math.isnan(v) and run.data.metrics.get(k) != v
-            ]
-
         for point in points.itertuples():
             values = {f"transfer.{s}": float(getattr(point, s)) for s in scores}
             for run in by_group.get((point.dataset, point.backbone, str(point.budget)), []):
-                if metrics := new(run, values):
-                    client.log_batch(run.info.run_id, metrics=metrics)
+                self._log_changed(run, values)
+        client = self.mlflow.MlflowClient()
         for backbone, rows in points.groupby("backbone", sort=False):
             runs = self.mlflow.search_runs(
                 [self.experiment_id],
@@ -172,9 +162,9 @@ class Tracker:
                     tags={"stage": "transferability", "backbone": backbone},
                 )
             )
-            values = {f"{s}.{p.dataset}.{p.budget}": float(getattr(p, s)) for p in rows.itertuples() for s in scores}
-            if metrics := new(run, values):
-                client.log_batch(run.info.run_id, metrics=metrics)
+            self._log_changed(
+                run, {f"{s}.{p.dataset}.{p.budget}": float(getattr(p, s)) for p in rows.itertuples() for s in scores}
+            )
             client.set_terminated(run.info.run_id, "FINISHED")
 
     def _existing_parent(self, cell: Cell) -> str | None:
