@@ -20,6 +20,7 @@ FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 SQLITE_FULL = "database or disk is full"
 SQLITE_DENIED = ("attempt to write a readonly database", "unable to open database file")
+SQLITE_LOCKED = "database is locked"
 
 
 def _chain(err: BaseException) -> Iterator[BaseException]:
@@ -50,6 +51,11 @@ def explain(err: BaseException) -> str | None:
             return f"cannot write the stores under {paths.results_root()}: no space left on device; {RESUME}"
         if any(s in text for s in SQLITE_DENIED):
             return f"cannot write the stores under {paths.results_root()}: {text.splitlines()[0][:200]}; {RESUME}"
+        if SQLITE_LOCKED in text:
+            return (
+                f"the stores under {paths.results_root()} stayed locked by another process for a minute (a stuck "
+                f"`bench run` or a tool holding them open?); {RESUME}"
+            )
     folder = _full_folder()
     if folder is not None:  # e.g. torch.save's "iostream error", which names no cause
         return f"cannot write {folder}: no space left on device; {RESUME}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from bench import environment, paths
@@ -59,3 +61,25 @@ def test_cores_are_held_across_processes_and_set_the_torch_threads(tmp_path, mon
             assert not free  # another holder (even another open of the file) finds it taken
     with paths.file_lock(tmp_path / "core0.lock", blocking=False) as free:
         assert free
+
+
+def test_a_driver_waiting_for_stopped_tasks_gives_up_on_a_store_locked_past_its_busy_timeout(tmp_path, monkeypatch):
+    import sqlite3
+    import types
+
+    from bench import errors, stores
+    from bench.execution import cluster
+
+    url = _url(tmp_path)
+    _set_owner(url, "cell", f"{socket.gethostname()}/{os.getpid()}/alive", time.time() + 3600)
+    monkeypatch.setattr(stores, "connect_args", lambda url: {"timeout": 0.2})
+    lock = sqlite3.connect(tmp_path / "claims.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # as a process stopped in the middle of a write would hold it
+    exp, cell = types.SimpleNamespace(optuna_storage=url), types.SimpleNamespace(key="cell")
+    started = time.monotonic()
+    cluster._wait_for_release(exp, [cell])  # returns instead of raising "database is locked"
+    assert time.monotonic() - started < cluster.STOP_SECONDS  # it stopped looking, not waited for a live holder
+    with pytest.raises(sa.exc.OperationalError) as locked:
+        Claims(url).holder("cell")
+    assert "stayed locked by another process" in errors.explain(locked.value)
+    lock.rollback()

@@ -204,10 +204,17 @@ def run_on_ray(exp: Experiment, cells: list[Cell], display: Display, run_id: str
 def _wait_for_release(exp: Experiment, cells: list[Cell]) -> None:
     """Wait (at most ``STOP_SECONDS``) until no live task holds a claim on ``cells``. A cancelled task's reference
     resolves at once, but its worker first ends its open runs as KILLED, then releases its claim."""
+    import sqlalchemy
+
     from bench.execution.claims import for_store
 
     claims, end = for_store(exp.optuna_storage), time.monotonic() + STOP_SECONDS
-    while any(claims.holder(c.key) for c in cells) and time.monotonic() < end:
+    while time.monotonic() < end:
+        try:
+            if not any(claims.holder(c.key) for c in cells):
+                return
+        except sqlalchemy.exc.OperationalError:  # a stopping task kept the store locked past the busy timeout
+            return  # stop looking: its claim ends with its process (at once here, at the lease's expiry elsewhere)
         time.sleep(0.2)
 
 
