@@ -350,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.results:
         os.environ["TRANSFERBENCH_RESULTS"] = args.results
 
+    busy = args.command == "run" and not args.dry_run and _idle_if_busy()  # before the imports, which cost CPU
     from bench import config, errors
     from bench.data import DatasetMissingError
 
@@ -375,12 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         _check_results_folder()
         _check_store_paths(exp)
-        busy = _yield_if_busy(console)
+        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGINT, _interrupt)
+        if busy and not exp.cluster.ray:
+            busy = _wait_for_a_core(console)
         from bench.matrix import expand
         from bench.runner import run_experiment
 
-        signal.signal(signal.SIGTERM, _terminate)
-        signal.signal(signal.SIGINT, _interrupt)
         records = run_experiment(exp, console, args.workers or (1 if busy else None), exp.cluster.ray)
         if not records:
             return 1
@@ -416,11 +418,11 @@ def _error(err: Console, message: str) -> None:
         err.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False)
 
 
-def _yield_if_busy(console: Console) -> bool:
+def _idle_if_busy() -> bool:
     """A run started while other transferbench processes train on every core of this machine runs at idle CPU
-    priority (Linux's SCHED_IDLE, else nice 19): its start-up and bookkeeping then take only idle time, so it
-    never slows down the runs already going, and it trains cells as cores free up. True when that is so."""
-    from bench.execution import cores
+    priority (Linux's SCHED_IDLE, else nice 19), so its start-up takes only time the others leave idle. True when
+    that is so."""
+    from bench import cores
 
     if not cores.all_taken():
         return False
@@ -428,11 +430,22 @@ def _yield_if_busy(console: Console) -> bool:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         os.nice(19)
-    console.print(
-        "every core is training for another transferbench process: this run shares the matrix with it, "
-        "taking cells as cores free up, at idle CPU priority"
-    )
     return True
+
+
+def _wait_for_a_core(console: Console) -> bool:
+    """Wait, before loading data or opening stores, until a core of this machine is free: a second run then never
+    slows the runs already going. True while other processes still hold some cores: the run then takes the
+    cells nobody has taken with one worker (none, when it shares the matrix of a run that kept every core busy
+    to its end)."""
+    from bench import cores, environment
+
+    console.print(
+        "every core of this machine trains for another transferbench process: this run waits at idle CPU priority "
+        "and starts when a core frees up (Ctrl-C stops it; nothing is lost)"
+    )
+    cores.wait_for_free()
+    return cores.free() < environment.available_cores()
 
 
 def _check_results_folder() -> None:

@@ -9,8 +9,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from bench import environment, paths
-from bench.execution import claims, cores
+from bench import cores, environment, paths
+from bench.execution import claims
 from bench.execution.claims import Claims
 
 

@@ -7,18 +7,22 @@ nothing left RUNNING, and the same summary as a run nobody interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from exactly_once import assert_exactly_once, sqlite_stores
+
+from bench import cores, environment
 
 SEEDS, TRIALS, CELLS = 2, 2, 3
 
@@ -110,6 +114,31 @@ def test_ctrl_c_during_a_final_seed_ends_runs_killed_and_the_rerun_reuses_them(e
     assert "RUNNING" not in status and "KILLED" in status
     rc, out, err = _finish(_start(results, exp_file))
     assert rc == 0, err
+    pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
+    _assert_exactly_once(results)
+
+
+def test_a_run_started_while_every_core_trains_elsewhere_waits_before_any_work(
+    exp_file, reference, tmp_path, monkeypatch
+):
+    temp = tmp_path / "temp"  # a lock folder of its own: other processes on this machine hold none of its cores
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    results, n = tmp_path / "results", environment.available_cores()
+    with contextlib.ExitStack() as held:
+        assert cores._take(held, n) == n  # as a run training on every core holds them
+        proc = subprocess.Popen(
+            _bench(results, "run", str(exp_file)),
+            env={**os.environ, "TMPDIR": str(temp)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert not _wait_for(lambda: proc.poll() is not None or any(results.glob("*.db")), timeout=10, poll=0.1)
+        assert not any(results.rglob("*.*")), "it wrote to the results folder while every core was taken"
+    rc, out, err = _finish(proc)
+    assert rc == 0, err
+    assert "waits at idle CPU priority and starts when a core frees up" in out
     pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
     _assert_exactly_once(results)
 

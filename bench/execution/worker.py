@@ -13,10 +13,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from bench import data, environment, results
+from bench import cores, data, environment, results
 from bench.config import Experiment
 from bench.execution import claims as leases
-from bench.execution import cores
 from bench.matrix import Cell
 from bench.tracking import Tracker, tracking_uri
 from bench.trainer import CellTrainer, pick_device

@@ -47,7 +47,24 @@ def hold(threads: int, waiting: Callable[[str], None] = lambda msg: None) -> Ite
         time.sleep(POLL_SECONDS)
 
 
+def free() -> int:
+    """How many cores of this machine no process holds right now."""
+    with contextlib.ExitStack() as stack:
+        return _take(stack, environment.available_cores())
+
+
 def all_taken() -> bool:
     """Whether other processes hold every core of this machine right now."""
-    with contextlib.ExitStack() as stack:
-        return _take(stack, 1) == 0
+    return free() == 0
+
+
+def wait_for_free(poll: float = POLL_SECONDS) -> None:
+    """Return once a core has been free at two looks ``poll`` seconds apart: a worker between two cells lets its
+    cores go for an instant only, and that is no free core."""
+    free_before = False
+    while True:
+        free = not all_taken()
+        if free and free_before:
+            return
+        free_before = free
+        time.sleep(poll)
