@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="workers sharing the matrix (default: $TRANSFERBENCH_WORKERS, else 'auto': one per core at "
         "training.threads each, at least 4 cells each). Other `bench run` processes on the same results folder "
-        "share it too: every cell and seed is trained once",
+        "share it too: every cell and seed is trained once. A run started while every core of this machine trains "
+        "for another one waits, at idle priority, until a core frees up",
     )
     r.add_argument(
         "--ray",
