@@ -69,15 +69,24 @@ def exp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference(exp_file: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    """The tiny experiment's summary from one process nobody interrupted: what every other way of running it
-    (resumed, several workers, on Ray) must give."""
+def reference_results(exp_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder written by one process running the tiny experiment, nobody interrupting it."""
     results = tmp_path_factory.mktemp("reference")
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--results", str(results), "run", str(exp_file)],
         capture_output=True,
         text=True,
-        env={**os.environ, "TRANSFERBENCH_WORKERS": "1"},
+        # without MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() in an earlier test sets it, and this session
+        # fixture runs before conftest's per-test clean-up, so the run would write to that test's store
+        env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "TRANSFERBENCH_WORKERS": "1"},
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return pd.read_csv(results / "tiny" / "summary.csv")
+    return results
+
+
+@pytest.fixture(scope="session")
+def reference(reference_results: Path) -> pd.DataFrame:
+    """The tiny experiment's summary from one process nobody interrupted: what every other way of running it
+    (resumed, several workers, on Ray) must give."""
+    return pd.read_csv(reference_results / "tiny" / "summary.csv")

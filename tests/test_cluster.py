@@ -80,15 +80,6 @@ def two_nodes(ray_token):
     cluster.shutdown()
 
 
-def test_ray_started_here_gives_the_single_process_summary(exp_file, reference, tmp_path, ray_token):
-    results = tmp_path / "results"
-    out = _run(_bench(results, "run", str(exp_file), "--ray")).stdout
-    assert "3 cell(s) to train on the Ray cluster" in out
-    pd.testing.assert_frame_equal(_summary(results), reference)
-    runs = assert_exactly_once(*sqlite_stores(results), "tiny", CELLS, SEEDS, TRIALS)
-    assert runs[runs.stage == "cell"]["env.ray_resources"].eq("CPU=1").all()  # training.threads CPUs, no GPU
-
-
 def _pg_missing() -> str | None:
     if shutil.which("pg_config") is None:
         return "needs PostgreSQL's programs (Debian: postgresql-15; `pg_config --bindir` finds them)"
@@ -263,7 +254,7 @@ def test_a_ray_address_where_nothing_answers_is_one_error_line_within_seconds(
     assert done.stderr.startswith(message) and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_ctrl_c_on_the_driver_stops_the_tasks_their_runs_end_killed_and_a_rerun_resumes(
+def test_ctrl_c_on_a_driver_that_started_ray_here_stops_the_tasks_and_a_rerun_gives_the_single_process_summary(
     exp_file, reference, tmp_path, ray_token
 ):
     results = tmp_path / "results"
@@ -278,11 +269,13 @@ def test_ctrl_c_on_the_driver_stops_the_tasks_their_runs_end_killed_and_a_rerun_
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "3 cell(s) to train on the Ray cluster" in out
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted: ")
     with pytest.raises(ProcessLookupError):  # the task's worker process stopped with the cluster
         os.kill(int(owner.split("/")[1]), 0)
     tracking, optuna_url = sqlite_stores(results)
     assert "RUNNING" not in set(runs(tracking, "tiny").status)
-    _run(_bench(results, "run", str(exp_file), "--ray"))
+    _run(_bench(results, "run", str(exp_file), "--ray"))  # on a cluster started here, as the first run
     pd.testing.assert_frame_equal(_summary(results), reference)
-    assert_exactly_once(tracking, optuna_url, "tiny", CELLS, SEEDS, TRIALS)
+    cells = assert_exactly_once(tracking, optuna_url, "tiny", CELLS, SEEDS, TRIALS).query("stage == 'cell'")
+    assert cells["env.ray_resources"].eq("CPU=1").all()  # training.threads CPUs, no GPU

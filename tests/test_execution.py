@@ -134,7 +134,7 @@ def test_a_run_started_while_every_core_trains_elsewhere_waits_before_any_work(
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert not _wait_for(lambda: proc.poll() is not None or any(results.glob("*.db")), timeout=10, poll=0.1)
+        assert not _wait_for(lambda: proc.poll() is not None or any(results.glob("*.db")), timeout=5, poll=0.1)
         assert not any(results.rglob("*.*")), "it wrote to the results folder while every core was taken"
     rc, out, err = _finish(proc)
     assert rc == 0, err
