@@ -55,16 +55,17 @@ def free() -> int:
 
 def all_taken() -> bool:
     """Whether other processes hold every core of this machine right now."""
-    return free() == 0
+    with contextlib.ExitStack() as stack:
+        return _take(stack, 1) == 0
 
 
 def wait_for_free(poll: float = POLL_SECONDS) -> None:
     """Return once a core has been free at two looks ``poll`` seconds apart: a worker between two cells lets its
     cores go for an instant only, and that is no free core."""
-    free_before = False
+    before = False
     while True:
-        free = not all_taken()
-        if free and free_before:
+        now = not all_taken()
+        if now and before:
             return
-        free_before = free
+        before = now
         time.sleep(poll)
