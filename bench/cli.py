@@ -60,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="workers sharing the matrix (default: $TRANSFERBENCH_WORKERS, else 'auto': one per core at "
         "training.threads each, at least 4 cells each). Other `bench run` processes on the same results folder "
-        "share it too: every cell and seed is trained once. A run started while every core of this machine trains "
-        "for another one waits, at idle priority, until a core frees up",
+        "share it too: every cell and seed is trained once. A run holds the free cores of this machine from its start; "
+        "one started while others hold every core waits, at idle priority, until a core frees up",
     )
     r.add_argument(
         "--ray",
@@ -351,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.results:
         os.environ["TRANSFERBENCH_RESULTS"] = args.results
 
-    busy = args.command == "run" and not args.dry_run and _idle_if_busy()  # before the imports, which cost CPU
+    busy = _reserve_cores() if args.command == "run" and not args.dry_run else None  # before the costly imports
     from bench import config, errors
     from bench.data import DatasetMissingError
 
@@ -411,6 +411,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise  # not the user's to fix: show where it happened
         _error(err, message)
         return 1
+    finally:
+        if busy is not None:
+            from bench import cores
+
+            cores.keep(0)  # whatever stopped the run: no core stays held for workers that never came
 
 
 def _error(err: Console, message: str) -> None:
@@ -419,13 +424,14 @@ def _error(err: Console, message: str) -> None:
         err.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False)
 
 
-def _idle_if_busy() -> bool:
-    """A run started while other transferbench processes train on every core of this machine runs at idle CPU
-    priority (Linux's SCHED_IDLE, else nice 19), so its start-up takes only time the others leave idle. True when
-    that is so."""
+def _reserve_cores() -> bool:
+    """A run holds every free core of this machine from its first instant, before its start-up, and hands them to
+    its workers. One started while other transferbench processes hold every core runs at idle CPU priority
+    (Linux's SCHED_IDLE, else nice 19), so its start-up takes only time the others leave idle. True when that is
+    so."""
     from bench import cores
 
-    if not cores.all_taken():
+    if cores.reserve():
         return False
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
@@ -435,18 +441,20 @@ def _idle_if_busy() -> bool:
 
 
 def _wait_for_a_core(console: Console) -> bool:
-    """Wait, before loading data or opening stores, until a core of this machine is free: a second run then never
-    slows the runs already going. True while other processes still hold some cores: the run then takes the
-    cells nobody has taken with one worker (none, when it shares the matrix of a run that kept every core busy
-    to its end)."""
+    """Wait, before loading data or opening stores, until a core of this machine is free, and hold the free ones:
+    a second run then never slows the runs already going. True while other processes still hold some cores: the
+    run then takes the cells nobody has taken with one worker (none, when it shares the matrix of a run that kept
+    every core busy to its end)."""
     from bench import cores, environment
 
     console.print(
         "every core of this machine trains for another transferbench process: this run waits at idle CPU priority "
         "and starts when a core frees up (Ctrl-C stops it; nothing is lost)"
     )
-    cores.wait_for_free()
-    return cores.free() < environment.available_cores()
+    while True:
+        cores.wait_for_free()
+        if held := cores.reserve():
+            return held < environment.available_cores()
 
 
 def _check_results_folder() -> None:

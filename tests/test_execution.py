@@ -25,17 +25,17 @@ from exactly_once import assert_exactly_once, sqlite_stores
 from bench import cores, environment
 
 SEEDS, TRIALS, CELLS = 2, 2, 3
+WAITING = "waits at idle CPU priority and starts when a core frees up"
 
 
 def _bench(results: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "bench", "--results", str(results), *args]
 
 
-def _start(results: Path, exp_file: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "TRANSFERBENCH_WORKERS": "1"}
+def _start(results: Path, exp_file: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         _bench(results, "run", str(exp_file), *extra),
-        env=env,
+        env={**os.environ, "TRANSFERBENCH_WORKERS": "1", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -92,10 +92,14 @@ def test_kill_9_at_several_moments_then_rerun_gives_the_uninterrupted_summary(ex
 
 
 def test_two_runs_started_at_once_split_the_matrix_and_both_succeed(exp_file, reference, tmp_path):
-    results = tmp_path / "results"
-    first, second = _start(results, exp_file), _start(results, exp_file)
+    temp = tmp_path / "temp"  # a lock folder of its own: other processes on this machine hold none of its cores
+    temp.mkdir()
+    results, env = tmp_path / "results", {"TMPDIR": str(temp)}
+    first, second = _start(results, exp_file, env=env), _start(results, exp_file, env=env)
     (rc1, out1, err1), (rc2, out2, err2) = _finish(first), _finish(second)
     assert (rc1, rc2) == (0, 0), err1 + err2
+    # the one that took the cores first holds them through its start-up; the other waits for a core it frees
+    assert (WAITING in out1) != (WAITING in out2), out1 + out2
     assert out1.count("done ") + out2.count("done ") == CELLS  # each cell trained by one of them
     pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
     _assert_exactly_once(results)
@@ -138,7 +142,7 @@ def test_a_run_started_while_every_core_trains_elsewhere_waits_before_any_work(
         assert not any(results.rglob("*.*")), "it wrote to the results folder while every core was taken"
     rc, out, err = _finish(proc)
     assert rc == 0, err
-    assert "waits at idle CPU priority and starts when a core frees up" in out
+    assert WAITING in out
     pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
     _assert_exactly_once(results)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from rich.console import Console
 
-from bench import data, environment
+from bench import cores, data, environment
 from bench.config import Experiment
 from bench.execution import cluster
 from bench.execution.pool import WorkerError, run_pool
@@ -64,11 +64,15 @@ def execute(
     """Train ``cells`` (of ``total`` in the matrix) on ``workers`` workers, or as tasks on the Ray cluster whose
     resources are ``ray`` (``workers`` then sizes the display); return how many failed."""
     run_id = secrets.token_hex(8)
-    with Display(console, total, total - len(cells), workers) as display:
-        if ray is not None:
-            cluster.run_on_ray(exp, cells, display, run_id, ray)
-        elif workers == 1:
-            work(exp, cells, 0, display.handle, run_id, loaded)
-        else:
-            run_pool(exp, cells, workers, display, run_id, loaded)
+    cores.keep(0 if ray is not None else workers * exp.training.threads)  # the cores held since start-up, for them
+    try:
+        with Display(console, total, total - len(cells), workers) as display:
+            if ray is not None:
+                cluster.run_on_ray(exp, cells, display, run_id, ray)
+            elif workers == 1:
+                work(exp, cells, 0, display.handle, run_id, loaded)
+            else:
+                run_pool(exp, cells, workers, display, run_id, loaded)
+    finally:
+        cores.keep(0)
     return display.failures

@@ -10,15 +10,18 @@ single process, and is raised here once.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import multiprocessing as mp
 import os
 import queue
 import signal
 import threading
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
-from bench import data
+from bench import cores, data
 from bench.config import Experiment
 from bench.execution.progress import Display
 from bench.execution.worker import Event, work
@@ -102,6 +105,8 @@ def _drain(events: Any, display: Display, timeout: float = 0.0) -> None:
         while True:
             if event.kind == "error":
                 display.error = event.text
+            elif event.kind == "ready":  # a spawned worker is about to take its cores: this process held them
+                cores.hand_over(int(event.text))
             else:
                 display.handle(event)
             event = events.get_nowait()
@@ -133,7 +138,7 @@ def _worker_main(exp: Experiment, cells: list[Cell], worker: int, events: Any, r
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        work(exp, cells, worker, events.put, run_id)
+        work(exp, cells, worker, events.put, run_id, hold=_handed_over(events, worker))
     except KeyboardInterrupt:
         os._exit(130)
     except Exception as err:  # noqa: BLE001 - reported to the parent, which prints it once
@@ -141,6 +146,23 @@ def _worker_main(exp: Experiment, cells: list[Cell], worker: int, events: Any, r
         events.close()
         events.join_thread()
         os._exit(FATAL)
+
+
+def _handed_over(events: Any, worker: int) -> Callable[[int, Callable[[str], None]], AbstractContextManager[int]]:
+    """``cores.hold`` for a spawned worker: before its first cores, it tells the parent, which has held them for
+    it since its start-up and lets them go."""
+    ready = False
+
+    @contextlib.contextmanager
+    def hold(threads: int, say: Callable[[str], None]) -> Iterator[int]:
+        nonlocal ready
+        if not ready:
+            events.put(Event("ready", worker, str(threads)))
+            ready = True
+        with cores.hold(threads, say) as held:
+            yield held
+
+    return hold
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -57,9 +57,9 @@ def work(
 
     try:
         while pending := [c for c in cells if not _settled(exp, c, run_id)]:
-            with hold(exp.training.threads, say):  # cores first: a worker waiting for them holds no cell
-                cell = next((c for c in pending if claims.try_claim(c.key)), None)
-                if cell is not None:
+            # cores first (a worker waiting for them holds no cell), kept from one cell to the next
+            with hold(exp.training.threads, say):
+                while (cell := next((c for c in pending if claims.try_claim(c.key)), None)) is not None:
                     try:
                         if not _settled(exp, cell, run_id):  # it may have finished between the look and the claim
                             _train(exp, cell, worker, emit, run_id, tracker, loaded, where or {})
@@ -68,9 +68,10 @@ def work(
                         raise
                     finally:
                         claims.release(cell.key)
-                    continue
-            say(f"waiting for {len(pending)} cell(s) that other workers are training")
-            time.sleep(WAIT_SECONDS)
+                    pending = [c for c in cells if not _settled(exp, c, run_id)]
+            if pending:  # every one left is held by another worker: its cores go to whoever can use them
+                say(f"waiting for {len(pending)} cell(s) that other workers are training")
+                time.sleep(WAIT_SECONDS)
     except KeyboardInterrupt:
         tracker.end_open_runs()
         raise
