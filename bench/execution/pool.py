@@ -139,13 +139,15 @@ def _worker_main(exp: Experiment, cells: list[Cell], worker: int, events: Any, r
     signal.signal(signal.SIGINT, _interrupt)
     try:
         work(exp, cells, worker, events.put, run_id, hold=_handed_over(events, worker))
+        code = 0
     except KeyboardInterrupt:
         os._exit(130)
     except Exception as err:  # noqa: BLE001 - reported to the parent, which prints it once
         events.put(Event("error", worker, errors.explain(err) or "".join(traceback.format_exception(err))))
-        events.close()
-        events.join_thread()
-        os._exit(FATAL)
+        code = FATAL
+    events.close()
+    events.join_thread()  # every event is with the parent, which waits for this exit before its report:
+    os._exit(code)  # no 2 s of tearing down torch and MLflow's modules first
 
 
 def _handed_over(events: Any, worker: int) -> Callable[[int, Callable[[str], None]], AbstractContextManager[int]]:
