@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import tempfile
 import time
@@ -124,6 +125,13 @@ def run_experiment(
         return _run_cells(exp, console, workers, cluster)
 
 
+def _longest_first(cells: list[Cell]) -> list[Cell]:
+    """Cells of larger budgets (``all`` the largest) first, in matrix order otherwise: they train longest, so
+    workers that take them first do not end the matrix with one of them training a long cell while the others
+    wait. Each cell's result is the same whoever trains it, and whenever."""
+    return sorted(cells, key=lambda c: -math.inf if c.budget == "all" else -int(c.budget))
+
+
 def _run_cells(
     exp: Experiment, console: Console, workers: int | None, cluster: dict[str, float] | None
 ) -> list[dict[str, Any]]:
@@ -133,7 +141,7 @@ def _run_cells(
     loaded = {name: data.DATASETS.get(name).load() for name in dict.fromkeys(c.dataset for c in cells)}
     cells = expand(exp)  # datasets downloaded just now change their cells' keys
     Tracker(tracking_uri(exp.tracking_uri), exp.name)  # the experiment exists before any worker starts
-    todo = [c for c in cells if not results.is_finished(exp.name, c)]
+    todo = _longest_first([c for c in cells if not results.is_finished(exp.name, c)])
     for cell in cells:
         if cell not in todo:
             console.print(Text(f"finished earlier: {cell.run_name}", style="dim"))

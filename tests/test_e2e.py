@@ -150,6 +150,16 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     pd.testing.assert_frame_equal(pd.read_csv(results_root / "tiny" / "summary.csv"), summary)
 
 
+def test_workers_take_the_largest_budgets_first_so_the_matrix_does_not_end_on_one_long_cell():
+    from bench.runner import _longest_first
+
+    cells = matrix.expand(config.parse(tiny_experiment(budgets=[4, "all", 10], strategies=["finetune", "scratch"])))
+    ordered = _longest_first(cells)
+    assert [c.budget for c in ordered] == ["all", "all", 10, 10, 4, 4]
+    for budget in (4, "all", 10):  # matrix order otherwise
+        assert [c for c in ordered if c.budget == budget] == [c for c in cells if c.budget == budget]
+
+
 def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_root, monkeypatch, capsys):
     from bench import runner
 
