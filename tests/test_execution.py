@@ -111,7 +111,7 @@ def test_ctrl_c_during_a_final_seed_ends_runs_killed_and_the_rerun_reuses_them(e
     assert _wait_for(lambda: any((results / "tiny" / "cells").glob("*/seed0.json")) or proc.poll() is not None)
     proc.send_signal(signal.SIGINT)  # seed 1 of the first cell is training
     rc, out, err = _finish(proc)
-    assert rc == 130
+    assert rc == 130, out[-2000:] + err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "interrupted: 0 of 3 cells finished" in err and "resumes" in err
     status = {s for (s,) in _query(results / "mlflow.db", "SELECT status FROM runs")}
