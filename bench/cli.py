@@ -367,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.results:
         os.environ["TRANSFERBENCH_RESULTS"] = args.results
 
-    busy = _reserve_cores() if args.command == "run" and not args.dry_run else None  # before the costly imports
+    busy = args.command == "run" and not args.dry_run and _reserve_cores()  # before the imports, which cost CPU
     from bench import config, errors
     from bench.data import DatasetMissingError
 
@@ -428,10 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(err, message)
         return 1
     finally:
-        if busy is not None:
-            from bench import cores
+        from bench import cores
 
-            cores.keep(0)  # whatever stopped the run: no core stays held for workers that never came
+        cores.keep(0)  # whatever stopped the run: no core stays held for workers that never came
 
 
 def _error(err: Console, message: str) -> None:

@@ -36,14 +36,17 @@ def _alone() -> Iterator[None]:
         yield
 
 
-def _take(stack: contextlib.ExitStack, want: int, among: set[int] | None = None) -> int:
-    """Lock up to ``want`` free cores (of ``among``, by default any) for as long as ``stack`` is open; return how
-    many were free."""
+def _lock(i: int) -> contextlib.AbstractContextManager[bool]:
+    """Core ``i``'s lock, taken if it is free: yields whether it was."""
+    return paths.file_lock(_folder() / f"core{i}.lock", blocking=False)
+
+
+def _take(stack: contextlib.ExitStack, want: int) -> int:
+    """Lock up to ``want`` free cores for as long as ``stack`` is open; return how many were free."""
     held = 0
     for i in range(environment.available_cores()):
-        if held < want and (among is None or i in among):
-            if stack.enter_context(paths.file_lock(_folder() / f"core{i}.lock", blocking=False)):
-                held += 1
+        if held < want and stack.enter_context(_lock(i)):
+            held += 1
     return held
 
 
@@ -51,7 +54,7 @@ def _free_now() -> set[int]:
     """The cores no process holds right now."""
     found = set()
     for i in range(environment.available_cores()):
-        with paths.file_lock(_folder() / f"core{i}.lock", blocking=False) as free:
+        with _lock(i) as free:
             if free:
                 found.add(i)
     return found
@@ -68,7 +71,7 @@ def reserve(settle: float = SETTLE_SECONDS) -> int:
     with _alone():
         for i in sorted(free):
             stack = contextlib.ExitStack()
-            if _take(stack, 1, among={i}):
+            if stack.enter_context(_lock(i)):
                 _reserved.append(stack)
             else:
                 stack.close()
@@ -77,8 +80,9 @@ def reserve(settle: float = SETTLE_SECONDS) -> int:
 
 def keep(n: int) -> None:
     """Let all but ``n`` of this process's reserved cores go: its workers need no more."""
-    with _alone():
-        _let_go(len(_reserved) - n)
+    if len(_reserved) > n:
+        with _alone():
+            _let_go(len(_reserved) - n)
 
 
 def hand_over(n: int) -> None:
