@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import statistics
 import tempfile
 import time
@@ -14,7 +13,7 @@ import numpy as np
 from rich.console import Console
 from rich.text import Text
 
-from bench import data, execution, results, stores
+from bench import data, execution, results, stats, stores
 from bench.config import Experiment
 from bench.matrix import Cell, expand
 from bench.metrics import classification_metrics
@@ -129,7 +128,7 @@ def _longest_first(cells: list[Cell]) -> list[Cell]:
     """Cells of larger budgets (``all`` the largest) first, in matrix order otherwise: they train longest, so
     workers that take them first do not end the matrix with one of them training a long cell while the others
     wait. Each cell's result is the same whoever trains it, and whenever."""
-    return sorted(cells, key=lambda c: -math.inf if c.budget == "all" else -int(c.budget))
+    return sorted(cells, key=lambda c: stats.budget_order(c.budget), reverse=True)  # sorted stays stable
 
 
 def _run_cells(

@@ -197,7 +197,7 @@ def gains_over_scratch(records: list[dict[str, Any]]) -> pd.DataFrame:
     return out
 
 
-def _budget_order(budget: str) -> tuple[int, float, str]:
+def budget_order(budget: int | str) -> tuple[int, float, str]:
     """Numeric budgets in numeric order, anything else (``all``) after them."""
     try:
         return 0, float(budget), ""
@@ -226,7 +226,7 @@ def verdicts(records: list[dict[str, Any]]) -> pd.DataFrame:
         for s in r["seeds"]:
             runs[(r["backbone"], s["seed"])] = (s["test_acc"], n_test_examples(s))
     rows = []
-    for (dataset, budget), strategies in sorted(by_cell.items(), key=lambda kv: (kv[0][0], _budget_order(kv[0][1]))):
+    for (dataset, budget), strategies in sorted(by_cell.items(), key=lambda kv: (kv[0][0], budget_order(kv[0][1]))):
         means = {name: float(np.mean([a for a, _ in runs.values()])) for name, runs in strategies.items()}
         order = sorted(means, key=lambda name: (-means[name], name))
         best = order[0]

@@ -55,8 +55,11 @@ def work(
     def say(msg: str) -> None:
         emit(Event("status", worker, msg))
 
+    def unsettled() -> list[Cell]:
+        return [c for c in cells if not _settled(exp, c, run_id)]
+
     try:
-        while pending := [c for c in cells if not _settled(exp, c, run_id)]:
+        while pending := unsettled():
             # cores first (a worker waiting for them holds no cell), kept from one cell to the next
             with hold(exp.training.threads, say):
                 while (cell := next((c for c in pending if claims.try_claim(c.key)), None)) is not None:
@@ -68,7 +71,7 @@ def work(
                         raise
                     finally:
                         claims.release(cell.key)
-                    pending = [c for c in cells if not _settled(exp, c, run_id)]
+                    pending = unsettled()
             if pending:  # every one left is held by another worker: its cores go to whoever can use them
                 say(f"waiting for {len(pending)} cell(s) that other workers are training")
                 time.sleep(WAIT_SECONDS)
