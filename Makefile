@@ -18,16 +18,20 @@ TOOLS  := uv==$(UV_VERSION) pip==23.2.1
 # The lock is for the platform the project runs on (CI's and the reference run's): CPython 3.11, x86_64 Linux.
 LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 # uv reads no pip configuration: hand it the indexes pip is set up with. The lock is resolved against the main index
-# alone (pip's index-url, else PyPI), so it lists every file of each pinned version; installs also look in pip's extra
-# indexes and find-links (here the local mirrors of /etc/pip.conf; elsewhere usually none), whose files must match
-# the lock's hashes like any other.
+# (pip's index-url, else PyPI) alone, so that index lists every file of each pinned version, and installs look there
+# first: uv then takes, for each package, the wheel made for this platform, with its native libraries bundled.
+# (uv takes all files of one version from the first index that lists the version; a mirror listed first that holds
+# only a pure-Python wheel of soundfile installed one that needs a system libsndfile.) pip's extra indexes and
+# find-links (here the local mirrors of /etc/pip.conf; elsewhere usually none) come after it, in any order, for what
+# the main index lacks; their files must match the lock's hashes like any other.
 # pip_config: the values of one of pip's settings (every variant: environment, global, user, site), once each
 pip_config = $(call uniq,$(shell $(BIN)/pip config list 2>/dev/null | sed -n "s/^[^.]*\.$(1)='\(.*\)'$$/\1/p"))
 uniq = $(if $1,$(firstword $1) $(call uniq,$(filter-out $(firstword $1),$1)))
-UV_INDEX = $(addprefix --default-index ,$(firstword $(call pip_config,index-url)))
+MAIN_INDEX = $(or $(firstword $(call pip_config,index-url)),https://pypi.org/simple)
+UV_INDEX = --default-index $(MAIN_INDEX)
 # (unsafe-best-match: like pip, a pinned version is taken from any index that has it; uv's default takes each package
 # from the first index that has it at all, and a mirror may hold only other versions)
-UV_MIRRORS = $(addprefix --extra-index-url ,$(call pip_config,extra-index-url)) \
+UV_MIRRORS = --index $(MAIN_INDEX) $(addprefix --index ,$(call pip_config,extra-index-url)) \
   $(addprefix --find-links ,$(call pip_config,find-links)) --index-strategy unsafe-best-match
 # Datasets: the offline mirror beside this checkout when it exists, else ./data (downloaded when online).
 export TRANSFERBENCH_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(abspath data))
@@ -50,6 +54,9 @@ $(STAMP): $(LOCK) pyproject.toml | $(UV)
 	# the project itself, editable (the `bench` script): its dependencies are in the lock, its build backend
 	# (setuptools) too, so nothing is fetched
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -q -e .
+	# the environment works before it counts as installed: every package with native code loads, one file of each
+	# modality decodes; else one line per broken package, and the next make tries again
+	$(BIN)/bench doctor
 	touch $(STAMP)
 
 lock: | $(UV)  ## rewrite requirements.lock from pyproject.toml, keeping the pins it allows (LOCK_ARGS=--upgrade)

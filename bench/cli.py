@@ -32,6 +32,7 @@ examples:
   bench rank mobilenetv2_100 tf_efficientnet_lite0 --dataset cifar10 --budget 10 --like experiments/transferability.yaml
                                               transferability scores of backbones, training nothing
   bench list backbones                        what can go into an experiment file
+  bench doctor                                check that this environment can run a benchmark
 
 Results go to results/<experiment>/ (summary.csv, one JSON per finished cell); MLflow runs to
 results/mlflow.db (`make ui`); Optuna studies to results/optuna.db.
@@ -109,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     lst = sub.add_parser("list", help="list registered backbones, datasets or strategies")
     lst.add_argument("what", choices=["backbones", "datasets", "strategies"])
+    sub.add_parser(
+        "doctor",
+        help="check that this environment works (`make install` runs it): exit 2 naming each broken package",
+        description="Import every package with native code that a run loads, run one small operation of each, and "
+        "decode one file of each modality as the datasets are read (from the data root when it holds them). Each "
+        "failure is one `error:` line naming the package and the fix; the exit code is then 2.",
+    )
     return p
 
 
@@ -376,6 +384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             _list(args.what, console)
             return 0
+        if args.command == "doctor":
+            from bench import doctor
+
+            problems = doctor.check(console.print)
+            for problem in problems:
+                _error(err, problem)
+            return 2 if problems else 0
         if args.command == "rank":
             return _rank(_rank_experiment(args), console)
         if args.command == "report":
@@ -419,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 143 if isinstance(stop, Terminated) else 130
     except Exception as e:
+        if (broken := errors.environment(e)) is not None:
+            _error(err, broken)
+            return 2
         from bench.execution import WorkerError
         from bench.stores import StoreError
 

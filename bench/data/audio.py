@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import tarfile
 import tempfile
+import wave
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,19 +24,45 @@ FSDD_NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")  # {digit}_{speaker}_{index}
 FSDD_TEST_INDICES = range(5)  # upstream's test split: the first 5 recordings of every digit and speaker
 
 
+# Integer PCM sample widths in bytes -> the dtype of one sample (24-bit samples are read as the top three bytes of a
+# 32-bit one); 8-bit WAV is unsigned, centred on 128.
+PCM_DTYPES = {1: np.dtype("u1"), 2: np.dtype("<i2"), 3: np.dtype("<i4"), 4: np.dtype("<i4")}
+
+
+def read_wav(file: Path | BinaryIO) -> tuple[np.ndarray, int]:
+    """A PCM WAV file as a mono float32 waveform in [-1, 1) and its sample rate, channels averaged.
+
+    Read with the standard library's ``wave``, so no native audio library is needed; the scaling is libsndfile's
+    (a 16-bit sample ``s`` becomes ``s / 32768``), so the waveforms equal ``soundfile.read``'s.
+    """
+    try:
+        with wave.open(file if hasattr(file, "read") else os.fspath(file), "rb") as w:
+            width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
+            frames = w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as err:
+        raise ValueError(f"{file}: not a PCM WAV file ({err}); convert it to 16-bit PCM, e.g. with sox") from None
+    if width not in PCM_DTYPES:
+        raise ValueError(f"{file}: {8 * width}-bit samples are not supported; convert it to 16-bit PCM")
+    raw = np.frombuffer(frames, dtype=np.uint8)
+    if width == 3:
+        raw = np.pad(raw.reshape(-1, 3), ((0, 0), (1, 0))).reshape(-1)
+    samples = raw.view(PCM_DTYPES[width]).astype(np.float32)
+    if width == 1:
+        samples -= 128.0
+    samples /= float(1 << (8 * PCM_DTYPES[width].itemsize - 1))
+    return samples.reshape(-1, channels).mean(axis=1, dtype=np.float32), rate
+
+
 def read_fsdd(folder: Path) -> LoadedDataset:
     """Read ``recordings/*.wav`` as (waveform, 8000) items; labels are the digits, split as upstream."""
-    import soundfile as sf
-
     train: tuple[list, list] = ([], [])
     test: tuple[list, list] = ([], [])
     for file in sorted((folder / "recordings").iterdir()):
         match = FSDD_NAME.fullmatch(file.name)
         if match is None:
             continue
-        wave, rate = sf.read(file, dtype="float32", always_2d=True)
         items, labels = test if int(match[3]) in FSDD_TEST_INDICES else train
-        items.append((np.ascontiguousarray(wave.mean(axis=1)), rate))
+        items.append(read_wav(file))
         labels.append(int(match[1]))
     classes = [str(d) for d in sorted(set(train[1]))]
     return LoadedDataset(
