@@ -80,13 +80,13 @@ def _matplotlib() -> None:
 
 
 def _imports(*modules: str) -> Callable[[], None]:
-    def check() -> None:
+    def imports() -> None:
         import importlib
 
         for module in modules:
             importlib.import_module(module)
 
-    return check
+    return imports
 
 
 def _first(folder: str, pattern: str) -> Path | None:
@@ -164,14 +164,15 @@ CHECKS: list[tuple[str, Callable[[], None]]] = [
 
 
 def check(say: Callable[[str], None] = print) -> list[str]:
-    """Run every check; return one line per failure (what failed, why, and how to fix it), empty when all pass."""
-    problems = []
+    """Run every check; return one line per broken package (what is broken, the checks it fails, the fix), empty
+    when all pass."""
+    failed: dict[str, list[str]] = {}  # one broken package often fails several checks: it is named once
     start = time.perf_counter()
     for what, run in CHECKS:
         try:
             run()
-        except Exception as err:  # noqa: BLE001 - every failure is reported, one line each
-            problems.append(f"{what}: {errors.environment(err) or f'{errors.first_line(err)}; {errors.REBUILD}'}")
-    if not problems:
+        except Exception as err:  # noqa: BLE001 - every failure is reported
+            failed.setdefault(errors.broken_package(err) or errors.first_line(err), []).append(what)
+    if not failed:
         say(f"environment ok: {len(CHECKS)} checks passed ({time.perf_counter() - start:.1f} s)")
-    return problems
+    return [f"{problem}; fails: {', '.join(whats)}; {errors.REBUILD}" for problem, whats in failed.items()]

@@ -53,7 +53,7 @@ def first_line(err: BaseException, limit: int = 300) -> str:
 def _package(err: BaseException, module: str | None = None) -> str:
     """The installed distribution ``err`` comes from, as ``pillow (PIL)``: its module, else the native file that
     failed to load, else the package where the traceback last entered site-packages from outside it."""
-    module = module or _site_module(getattr(err, "path", None)) or _entered(err)
+    module = module or _package_folder(getattr(err, "path", None)) or _entered(err)
     if module is None:
         return "a package"
     top = module.split(".")[0]
@@ -72,6 +72,14 @@ def _entered(err: BaseException) -> str | None:
     return entered
 
 
+def _package_folder(file: str | None) -> str | None:
+    """The name of the outermost package folder holding ``file`` (a native library that failed to load), else None."""
+    top, folder = None, Path(file).parent if file else None
+    while folder is not None and (folder / "__init__.py").is_file():
+        top, folder = folder.name, folder.parent
+    return top
+
+
 def _site_module(file: str | None) -> str | None:
     """The top-level module a file in site-packages belongs to, else None."""
     parts = Path(file).parts if file else ()
@@ -81,13 +89,19 @@ def _site_module(file: str | None) -> str | None:
 
 
 def environment(err: BaseException) -> str | None:
-    """One line naming the package and the fix when ``err`` comes from a broken environment (a package that is not
-    installed, a native library that does not load), else None."""
+    """One line naming the package and the fix when ``err`` comes from a broken environment, else None."""
+    problem = broken_package(err)
+    return None if problem is None else f"{problem}; {REBUILD}"
+
+
+def broken_package(err: BaseException) -> str | None:
+    """What is broken when ``err`` comes from the environment (a package that is not installed, a native library
+    that does not load), naming the package; else None."""
     for e in _chain(err):
         if isinstance(e, ModuleNotFoundError) and e.name and e.name.split(".")[0] != "bench":
-            return f"{_package(e, e.name)} is not installed in {sys.prefix}; {REBUILD}"
+            return f"{_package(e, e.name)} is not installed in {sys.prefix}"
         if isinstance(e, ImportError | OSError | RuntimeError) and NATIVE.search(str(e)):
-            return f"{_package(e)} cannot load its native code ({first_line(e, 200)}); {REBUILD}"
+            return f"{_package(e)} cannot load its native code ({first_line(e, 200)})"
     return None
 
 

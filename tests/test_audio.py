@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import subprocess
+import sys
 import tarfile
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 from conftest import tiny_experiment
@@ -57,10 +59,52 @@ def test_fsdd_has_upstreams_split_labels_and_raw_waveforms(fsdd):
     train_names = sorted(set(names) - set(test_names))
     assert fsdd.test_labels.tolist() == [int(n[0]) for n in test_names]
     assert fsdd.train_labels.tolist() == [int(n[0]) for n in train_names]
-    wave, rate = fsdd.test_items[0]
-    assert rate == 8000 and wave.dtype == np.float32 and wave.ndim == 1
-    assert np.array_equal(wave, sf.read(folder / "recordings" / test_names[0], dtype="float32")[0])
+    samples, rate = fsdd.test_items[0]
+    assert rate == 8000 and samples.dtype == np.float32 and samples.ndim == 1
+    with wave.open(str(folder / "recordings" / test_names[0])) as w:  # 16-bit mono PCM: libsndfile's s / 32768
+        assert (w.getsampwidth(), w.getnchannels()) == (2, 1)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert np.array_equal(samples, pcm / np.float32(32768))
     assert len({len(w) for w, _ in fsdd.train_items[:50]}) > 1  # raw lengths kept
+
+
+@pytest.mark.parametrize(("width", "dtype", "scale"), [(1, "u1", 128), (2, "<i2", 32768), (4, "<i4", 2**31)])
+def test_wav_files_of_every_integer_width_read_as_libsndfile_scales_them(width, dtype, scale, tmp_path):
+    """Stereo PCM at 8, 16 and 32 bits: channels averaged, samples scaled to [-1, 1) as libsndfile does (8-bit WAV
+    is unsigned, centred on 128); 24-bit below."""
+    info = np.iinfo(dtype)
+    frames = np.array([[info.min, info.max], [0, 1], [info.max, info.max]], dtype=dtype)
+    with wave.open(str(tmp_path / "x.wav"), "wb") as w:
+        w.setnchannels(2), w.setsampwidth(width), w.setframerate(22050)
+        w.writeframes(frames.tobytes())
+    samples, rate = audio_data.read_wav(tmp_path / "x.wav")
+    centred = frames.astype(np.float64) - (128 if width == 1 else 0)
+    assert rate == 22050 and samples.dtype == np.float32
+    np.testing.assert_allclose(samples, (centred / scale).mean(axis=1), rtol=0, atol=1e-7)
+
+
+def test_24_bit_and_bad_wav_files(tmp_path):
+    # -2**23, 1 and 2**23 - 1 as little-endian 3-byte samples, mono
+    with wave.open(str(tmp_path / "x.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(3), w.setframerate(8000)
+        w.writeframes(bytes([0, 0, 0x80, 1, 0, 0, 0xFF, 0xFF, 0x7F]))
+    samples, _ = audio_data.read_wav(tmp_path / "x.wav")
+    np.testing.assert_allclose(samples, [-1.0, 2.0**-23, 1 - 2.0**-23], rtol=0, atol=1e-7)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    with pytest.raises(ValueError, match="not a PCM WAV file"):
+        audio_data.read_wav(tmp_path / "bad.wav")
+
+
+def test_fsdd_reads_without_a_native_audio_library():
+    """No libsndfile on the machine: FSDD still loads (soundfile is made unimportable in a fresh process)."""
+    code = (
+        "import sys; sys.modules['soundfile'] = None\n"
+        "from bench import data\n"
+        "ds = data.DATASETS.get('fsdd').load()\n"
+        "print(len(ds.train_items) + len(ds.test_items))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "3000", done.stderr
 
 
 def _archive(path: Path, recordings: Path, tamper: bool = False) -> Path:
@@ -160,8 +204,8 @@ def test_resemblyzer_matches_the_reference_package(fsdd):
 
     bb = backbones.resolve("resemblyzer").build(pretrained=True).eval()
     reference = VoiceEncoder("cpu", verbose=False)
-    for wave, rate in fsdd.test_items[:2]:
-        wave16 = librosa.resample(wave, orig_sr=rate, target_sr=16000)
+    for clip, rate in fsdd.test_items[:2]:
+        wave16 = librosa.resample(clip, orig_sr=rate, target_sr=16000)
         mel = wav_to_mel_spectrogram(normalize_volume(wave16, -30, increase_only=True))
         x = bb.preprocess([(wave16, 16000)])
         assert x["lengths"].tolist() == [len(mel)]
