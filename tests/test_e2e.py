@@ -161,11 +161,11 @@ def test_workers_take_the_largest_budgets_first_so_the_matrix_does_not_end_on_on
 
 
 def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_root, monkeypatch, capsys):
-    from bench import runner
+    from bench.trainer import CellTrainer
 
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_experiment(strategies=["feature_extraction"])))
-    real = runner.CellTrainer.run
+    real = CellTrainer.run
     calls = {"n": 0}
 
     def crash_on_second_final(self, hp, seed, test=False, **kw):
@@ -175,13 +175,13 @@ def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_
                 raise KeyboardInterrupt
         return real(self, hp, seed, test=test, **kw)
 
-    monkeypatch.setattr(runner.CellTrainer, "run", crash_on_second_final)
+    monkeypatch.setattr(CellTrainer, "run", crash_on_second_final)
     assert main(["run", str(path)]) == 130  # Ctrl-C: one line, not a traceback
     assert "interrupted" in capsys.readouterr().err
     assert (results_root / "tiny" / "cells").is_dir() and not list((results_root / "tiny" / "cells").glob("*.json"))
     stopped = _runs(results_root)
     assert set(stopped.status) <= {"FINISHED", "KILLED"} and (stopped.status == "KILLED").sum() == 2  # seed 1, cell
-    monkeypatch.setattr(runner.CellTrainer, "run", real)
+    monkeypatch.setattr(CellTrainer, "run", real)
     tests_before = calls["n"]
     assert main(["run", str(path)]) == 0
     runs = _runs(results_root)
@@ -196,24 +196,24 @@ def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_
 def test_a_cell_whose_every_trial_diverges_fails_alone_and_says_what_to_change(
     tmp_path, results_root, monkeypatch, capsys
 ):
-    from bench import runner
     from bench.train import DivergedError
+    from bench.trainer import CellTrainer
 
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_experiment(strategies=["scratch", "finetune"])))
-    real = runner.CellTrainer.run
+    real = CellTrainer.run
 
     def finetune_diverges(self, hp, seed, test=False, **kw):
         if self.cell.strategy == "finetune":
             raise DivergedError("loss is nan at step 1")
         return real(self, hp, seed, test=test, **kw)
 
-    monkeypatch.setattr(runner.CellTrainer, "run", finetune_diverges)
+    monkeypatch.setattr(CellTrainer, "run", finetune_diverges)
     assert main(["run", str(path)]) == 1  # the summary is written; the exit code says a cell is missing
     assert pd.read_csv(results_root / "tiny" / "summary.csv").strategy.tolist() == ["scratch"]
     assert len(list((results_root / "tiny" / "cells").glob("*.failed.json"))) == 1
     out = capsys.readouterr().out
     assert "none of 2 trials completed" in out and "raise tuning.n_trials" in out
-    monkeypatch.setattr(runner.CellTrainer, "run", real)
+    monkeypatch.setattr(CellTrainer, "run", real)
     assert main(["run", str(path)]) == 1  # its trials are spent: the same failure, without training again
     assert "none of 2 trials completed" in capsys.readouterr().out

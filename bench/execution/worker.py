@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from bench import cores, data, environment, results
+from bench.cell import done_line, run_cell
 from bench.config import Experiment
 from bench.execution import claims as leases
 from bench.matrix import Cell
@@ -94,8 +95,6 @@ def _train(
     loaded: dict[str, data.LoadedDataset],
     where: dict[str, str],
 ) -> None:
-    from bench.runner import done_line, run_cell
-
     def say(msg: str) -> None:
         emit(Event("status", worker, f"{cell.run_name}  {msg}"))
 
