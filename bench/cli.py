@@ -376,9 +376,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["TRANSFERBENCH_RESULTS"] = args.results
 
     busy = args.command == "run" and not args.dry_run and _reserve_cores()  # before the imports, which cost CPU
-    from bench import config, errors
-    from bench.data import DatasetMissingError
+    from bench import errors  # the standard library only: it explains the failure of the imports below
 
+    try:
+        from bench import config
+        from bench.data import DatasetMissingError
+    except Exception as e:
+        if (broken := errors.environment(e)) is None:
+            raise
+        _error(err, broken)
+        return 2
     exp = None
     try:
         if args.command == "list":
@@ -387,7 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "doctor":
             from bench import doctor
 
-            problems = doctor.check(console.print)
+            with console.status("checking the environment") as status:
+                problems = doctor.check(console.print, lambda what: status.update(f"checking {what}"))
             for problem in problems:
                 _error(err, problem)
             return 2 if problems else 0

@@ -163,12 +163,13 @@ CHECKS: list[tuple[str, Callable[[], None]]] = [
 ]
 
 
-def check(say: Callable[[str], None] = print) -> list[str]:
-    """Run every check; return one line per broken package (what is broken, the checks it fails, the fix), empty
-    when all pass."""
+def check(say: Callable[[str], None] = print, starting: Callable[[str], None] = lambda what: None) -> list[str]:
+    """Run every check (``starting(what)`` before each); return one line per broken package (what is broken, the
+    checks it fails, the fix), empty when all pass."""
     failed: dict[str, list[str]] = {}  # one broken package often fails several checks: it is named once
     start = time.perf_counter()
     for what, run in CHECKS:
+        starting(what)
         try:
             run()
         except Exception as err:  # noqa: BLE001 - every failure is reported
