@@ -19,7 +19,7 @@ from bench.matrix import Cell
 from bench.metrics import classification_metrics
 from bench.plots import confusion_matrix_png
 from bench.tracking import Tracker
-from bench.trainer import CellTrainer, RunResult
+from bench.trainer import CellTrainer
 from bench.tuning import tune
 
 
@@ -31,12 +31,14 @@ def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed:
     with tracker.child_run(name, "final", hp, tags, reuse=True):  # a seed interrupted earlier keeps its run
         run = trainer.run(hp, seed, test=True)
         metrics = classification_metrics(run.test_pred, run.test_true, trainer.dataset.classes)
-        tracker.log_run(run.history, {**_scalars(metrics), **_run_metrics(run)})
+        tracker.log_run(run.history, {**_scalars(metrics), **run.cost()})
         tracker.mlflow.log_dict(metrics, "test_metrics.json")
         record = {
             "seed": seed,
             "val_acc": run.val_acc,
             "steps": run.steps,
+            "best_step": run.best_step,
+            "seconds": round(run.seconds, 2),
             "train_counts": trainer.split(seed).train_counts,
             **metrics,
         }
@@ -46,13 +48,6 @@ def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed:
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {"test_acc": metrics["test_acc"], "test_macro_f1": metrics["test_macro_f1"]}
-
-
-def _run_metrics(run: RunResult) -> dict[str, float]:
-    """Optimiser steps, and how the linear probe converged when the run had one."""
-    if run.probe is None:
-        return {"steps": run.steps}
-    return {"steps": run.steps, "probe_iterations": run.probe.iterations, "probe_converged": run.probe.converged}
 
 
 def run_cell(trainer: CellTrainer, tracker: Tracker, env: dict[str, str] | None = None) -> dict[str, Any]:

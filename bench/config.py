@@ -138,7 +138,12 @@ class DatasetConfig(_Named):
 
 class TuningConfig(_Strict):
     n_trials: int = Field(8, ge=1, le=1000, description="Optuna trials per cell; equal for every strategy")
-    pruner: Literal["median", "none"] = "median"
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median",
+        description="stops unpromising trials at a validation: 'median' (below the median of earlier trials at the "
+        "same validation), 'hyperband' (Li et al. 2018: successive halving over brackets, so more trials fit in the "
+        "same compute), or 'none'",
+    )
     sampler_seed: int = Field(0, ge=0, description="seed of the TPE sampler")
 
 
@@ -153,6 +158,17 @@ class TrainingConfig(_Strict):
         None, ge=1, le=1_000_000, description="at least this many optimiser steps, so small budgets still train"
     )
     evaluations: int = Field(10, ge=1, le=1000, description="validations per run (at most one per epoch)")
+    patience: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="early stopping: a run also validates its starting weights, stops once this many validations "
+        "in a row have not beaten its best, and ends with the weights of its best validation (default: off; every "
+        "run takes all its steps and keeps its last weights)",
+    )
+    warmup_steps: int = Field(
+        0, ge=0, le=1_000_000, description="optimiser steps of linear learning-rate warm-up before the cosine decay"
+    )
     batch_size: int = Field(32, ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     threads: int = Field(

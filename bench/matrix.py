@@ -53,11 +53,24 @@ def cell_key(exp: Experiment, backbone: BackboneConfig, dataset: str, budget: in
         "strategy_implementation": implementation(STRATEGIES.get(strategy)),
         "seeds": exp.seeds,
         "tuning": exp.tuning.model_dump(mode="json"),
-        "training": exp.training.model_dump(mode="json", exclude={"device", "threads"}),
+        "training": training_key(exp),
         "splits": exp.splits.model_dump(mode="json"),
         "version": __version__,
     }
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Training options added after cells were first keyed, and the value that leaves training as it was: at that value
+# they stay out of the key, so an existing results folder keeps its finished cells.
+ADDED_TRAINING_OPTIONS = {"patience": None, "warmup_steps": 0}
+
+
+def training_key(exp: Experiment) -> dict:
+    """The training settings that decide a cell's result (not the device or thread count)."""
+    training = exp.training.model_dump(mode="json", exclude={"device", "threads"})
+    return {
+        k: v for k, v in training.items() if ADDED_TRAINING_OPTIONS.get(k, v) != v or k not in ADDED_TRAINING_OPTIONS
+    }
 
 
 def expand(exp: Experiment) -> list[Cell]:

@@ -271,7 +271,8 @@ class Tracker:
 
     def log_run(self, history: list[EvalStats], metrics: dict[str, float], tags: dict[str, str] | None = None) -> None:
         """A finished training run's curve (``train_loss``, ``val_acc``, ``epoch`` at each validation, MLflow's step
-        being the optimiser step), its final ``metrics`` and ``tags``, in one write to the active run."""
+        being the optimiser step; the validation of the starting weights has no training loss), its final
+        ``metrics`` and ``tags``, in one write to the active run."""
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
@@ -279,6 +280,7 @@ class Tracker:
             Metric(key, float(value), now, s.step)
             for s in history
             for key, value in (("train_loss", s.train_loss), ("val_acc", s.val_acc), ("epoch", s.epoch))
+            if not math.isnan(value)
         ]
         logged += [Metric(key, float(value), now, 0) for key, value in metrics.items()]
         run = self.mlflow.active_run()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from bench.matrix import Cell
 from bench.probe import ProbeFit, fit_probe, load_into
 from bench.strategies import Hyperparameters, get_strategy
 from bench.strategies.base import penalty
-from bench.train import Batches, EvalStats, accuracy, fit, predict, schedule
+from bench.train import Batches, EvalStats, accuracy, best, fit, predict, schedule
 
 HEAD_SEED = 1_000_003  # the head's init follows the seed alone, however the backbone was built
 
@@ -46,12 +47,22 @@ def split_of(exp: Experiment, dataset: LoadedDataset, budget: int | str, seed: i
 class RunResult:
     model: Classifier = field(repr=False)
     history: list[EvalStats]
-    val_acc: float
-    steps: int  # optimiser steps of the loop (0 when the probe is the whole training)
+    val_acc: float  # of the weights the run ends with: its last validation, or its best with early stopping
+    steps: int  # optimiser steps the loop took (0 when the probe is the whole training)
+    best_step: int  # the step whose weights the run ends with
+    seconds: float  # the run's wall time: model, probe, loop and test
     probe: ProbeFit | None = field(default=None, repr=False)
     test_acc: float | None = None
     test_pred: np.ndarray | None = field(default=None, repr=False)
     test_true: np.ndarray | None = field(default=None, repr=False)
+
+    def cost(self) -> dict[str, float]:
+        """What the run spent and kept, for MLflow: optimiser steps, the step of the weights it ended with, wall
+        seconds, and how the linear probe converged when it had one."""
+        spent = {"steps": self.steps, "best_step": self.best_step, "seconds": round(self.seconds, 2)}
+        if self.probe is None:
+            return spent
+        return {**spent, "probe_iterations": self.probe.iterations, "probe_converged": self.probe.converged}
 
 
 class CellTrainer:
@@ -143,6 +154,7 @@ class CellTrainer:
         The strategy's ``before_fit`` may probe the head; when it leaves no parameter to train (a linear probe),
         the loop does not run at all.
         """
+        start = time.perf_counter()
         split, fits = self.split(seed), []
         model = self.build_model(seed)
         self.strategy.before_fit(model, hp, self._probe(model, split, fits))
@@ -151,11 +163,12 @@ class CellTrainer:
             module, batches = model.head, self._feature_batches(model, split)
         else:
             module, batches = model, self._input_batches(model, split)
-        history, steps = [], 0
+        history = []
         if any(g["params"] for g in groups):
             training = self.exp.training
             n_train, bs = len(split.train), training.batch_size
             plan = schedule(n_train, bs, training.epochs, training.steps, training.min_steps, training.evaluations)
+            plan = replace(plan, patience=training.patience, warmup=min(training.warmup_steps, plan.steps - 1))
             history = fit(
                 module,
                 groups,
@@ -168,10 +181,13 @@ class CellTrainer:
                 extra_loss=penalty(self.strategy, model, hp),
                 on_eval=on_eval,
             )
-            steps = plan.steps
-        val_acc = history[-1].val_acc if history else accuracy(module, batches["val"])
-        result = RunResult(model, history, val_acc, steps, fits[-1] if fits else None)
+            kept = best(history) if plan.patience is not None else history[-1]
+            val_acc, steps, best_step = kept.val_acc, history[-1].step, kept.step
+        else:
+            val_acc, steps, best_step = accuracy(module, batches["val"]), 0, 0
+        result = RunResult(model, history, val_acc, steps, best_step, 0.0, fits[-1] if fits else None)
         if test:
             result.test_pred, result.test_true = predict(module, batches["test"])
             result.test_acc = float((result.test_pred == result.test_true).mean())
+        result.seconds = time.perf_counter() - start
         return result

@@ -44,11 +44,15 @@ def open_study(cell: Cell, exp: Experiment) -> optuna.Study:
     """The cell's study. Only the holder of the cell's claim opens it, so a trial still RUNNING belongs to a process
     that died: it is failed at once, and the trial it was is drawn again."""
     storage = _storage(storage_url(exp.optuna_storage))
-    pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-        if exp.tuning.pruner == "median"
-        else optuna.pruners.NopPruner()
-    )
+    pruners = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        # the resource is a trial's validations: at most training.evaluations are reported
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=exp.training.evaluations, reduction_factor=3
+        ),
+        "none": optuna.pruners.NopPruner,
+    }
+    pruner = pruners[exp.tuning.pruner]()
     study = optuna.create_study(
         study_name=f"{exp.name}/{cell.run_name}/{cell.key}",
         storage=storage,
@@ -103,7 +107,7 @@ def tune(
 
             try:
                 result = trainer.run(hp, TUNING_SEED, on_eval=on_eval)
-                tracker.log_run(result.history, {"best_val_acc": result.val_acc})
+                tracker.log_run(result.history, {"best_val_acc": result.val_acc, **result.cost()})
             except DivergedError as err:
                 trial.set_user_attr("diverged", str(err))
                 tracker.log_run(history, {}, {"outcome": "diverged"})

@@ -23,7 +23,7 @@ BAD = {
     "unknown strategy": ({"strategies": ["fine_tune"]}, ["strategies", "fine_tune", "did you mean 'finetune'"]),
     "bad budget": ({"budgets": [0]}, ["budgets", "budget 0"]),
     "budget word": ({"budgets": ["everything"]}, ["budgets", "'all'"]),
-    "bad pruner": ({"tuning": {"pruner": "hyperband"}}, ["tuning.pruner", "'median' or 'none'", "hyperband"]),
+    "bad pruner": ({"tuning": {"pruner": "asha"}}, ["tuning.pruner", "'median', 'hyperband' or 'none'", "asha"]),
     "empty strategies": ({"strategies": []}, ["strategies", "at least 1"]),
     "bad device": ({"training": {"device": "tpu"}}, ["training.device", "tpu"]),
     "negative input size": ({"backbones": [{"name": "mobilenetv2_100", "input_size": -1}]}, ["input_size", "16"]),

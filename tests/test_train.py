@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import optuna
 import pytest
 import torch
 from conftest import tiny_experiment
 
 from bench import config, data
-from bench.matrix import expand
+from bench.matrix import expand, training_key
 from bench.tracking import Tracker, tracking_uri
-from bench.train import Batches, DivergedError, Schedule, fit, schedule
+from bench.train import Batches, DivergedError, Schedule, accuracy, best, fit, learning_rates, schedule
 from bench.trainer import CellTrainer
-from bench.tuning import tune
+from bench.tuning import open_study, tune
 
 
 def _toy(n=64, seed=0):
@@ -122,3 +125,93 @@ def test_runs_from_the_in_memory_weights_equal_runs_that_read_them_from_disk(str
     for run in runs[1:]:
         assert run.history == runs[0].history and (run.test_pred == runs[0].test_pred).all()
         assert all(torch.equal(disk[k], v) for k, v in run.model.state_dict().items())
+
+
+# Early stopping, the best validated weights, warm-up
+
+
+def _anti(n=64, seed=0):
+    """Examples labelled the other way round from ``_toy``: learning ``_toy`` only makes these worse."""
+    batches = _toy(n, seed)
+    return Batches(batches.items, 1 - batches.labels, batches.indices, 16, lambda b: b, torch.device("cpu"))
+
+
+def test_early_stopping_ends_with_the_starting_weights_when_training_only_hurts():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = Schedule(100, evaluations=25, patience=3)  # a validation every 4 steps
+    history = fit(model, [{"params": model.parameters()}], _toy(), _anti(), plan, lr=0.1, weight_decay=0.0, seed=0)
+    assert history[0].step == 0 and best(history) is history[0]
+    assert [s.step for s in history] == [0, 4, 8, 12]  # stopped after 3 validations without a better one
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
+def test_a_run_with_patience_ends_holding_the_weights_of_its_best_validation():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    val = _toy(seed=1)
+    plan = Schedule(60, evaluations=30, patience=100)  # never stops early: the best may lie anywhere
+    history = fit(model, [{"params": model.parameters()}], _toy(), val, plan, lr=0.5, weight_decay=0.0, seed=0)
+    kept = best(history)
+    assert history[-1].step == 60 and accuracy(model, val) == kept.val_acc
+    assert kept.val_acc == max(s.val_acc for s in history)
+    assert all(s.val_acc < kept.val_acc for s in history if s.step < kept.step)  # the earliest of equal ones
+
+
+def test_warm_up_then_cosine():
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    lrs = learning_rates(optimizer, Schedule(10, evaluations=1, warmup=4))
+    seen = []
+    for _ in range(10):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        lrs.step()
+    assert seen[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # linear warm-up, then the full rate
+    cosine = [0.5 * (1 + math.cos(math.pi * i / 6)) for i in range(6)]
+    assert seen[4:] == pytest.approx(cosine) and seen[-1] > 0  # cosine towards zero at step 10
+    plain = torch.optim.SGD([weight], lr=1.0)
+    assert isinstance(learning_rates(plain, Schedule(10, 1)), torch.optim.lr_scheduler.CosineAnnealingLR)
+
+
+def test_lp_ft_with_early_stopping_never_ends_below_its_probe():
+    """A fine-tune that only destroys (AdamW at a rate of 0.05) ends holding the probed model, not the wreck."""
+    exp = config.parse(
+        tiny_experiment(strategies=["lp_ft"], training={"steps": 12, "evaluations": 4, "patience": 2, "batch_size": 8})
+    )
+    trainer = CellTrainer(expand(exp)[0], exp, data.DATASETS.get("cifar10").load())
+    run = trainer.run({"probe_C": 1.0, "lr": 0.05, "weight_decay": 0.0}, seed=0)
+    probe_val = run.history[0].val_acc  # step 0: the probed head on the pretrained backbone
+    assert run.history[0].step == 0 and run.val_acc >= probe_val
+    split = trainer.split(0)
+    val = trainer._input_batches(run.model, split)["val"]
+    assert accuracy(run.model, val) == run.val_acc and run.best_step == best(run.history).step
+    assert run.steps == run.history[-1].step <= 12 and run.seconds > 0
+
+
+def test_options_left_off_keep_the_cell_keys_of_existing_results():
+    off = config.parse(tiny_experiment())
+    assert {"patience", "warmup_steps"}.isdisjoint(training_key(off))
+    on = config.parse(tiny_experiment(training={"epochs": 2, "batch_size": 16, "patience": 3}))
+    assert training_key(on)["patience"] == 3 and expand(on)[0].key != expand(off)[0].key
+
+
+def test_hyperband_stops_trials_whose_validations_trail_at_its_rungs():
+    exp = config.parse(tiny_experiment(tuning={"n_trials": 12, "pruner": "hyperband"}, training={"evaluations": 9}))
+    study = open_study(expand(exp)[0], exp)
+    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
+    stopped_at = {}
+    for number in range(12):
+        trial = study.ask()
+        level = 0.9 if number % 3 == 0 else 0.1  # a third of the trials are good
+        for validation in range(1, 10):
+            trial.report(level, validation)
+            if trial.should_prune():
+                stopped_at[number] = validation
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, level)
+    assert stopped_at and all(number % 3 != 0 for number in stopped_at)  # only poor trials, before their end
+    assert all(validation < 9 for validation in stopped_at.values())
