@@ -169,6 +169,11 @@ class TrainingConfig(_Strict):
     warmup_steps: int = Field(
         0, ge=0, le=1_000_000, description="optimiser steps of linear learning-rate warm-up before the cosine decay"
     )
+    batchnorm: Literal["train", "frozen"] = Field(
+        "train",
+        description="BatchNorm while training: 'train' updates the running statistics from each batch (they adapt "
+        "to the new data); 'frozen' keeps the pretrained ones (their scale and shift still train)",
+    )
     batch_size: int = Field(32, ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     threads: int = Field(

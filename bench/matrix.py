@@ -62,7 +62,7 @@ def cell_key(exp: Experiment, backbone: BackboneConfig, dataset: str, budget: in
 
 # Training options added after cells were first keyed, and the value that leaves training as it was: at that value
 # they stay out of the key, so an existing results folder keeps its finished cells.
-ADDED_TRAINING_OPTIONS = {"patience": None, "warmup_steps": 0}
+ADDED_TRAINING_OPTIONS = {"patience": None, "warmup_steps": 0, "batchnorm": "train"}
 
 
 def training_key(exp: Experiment) -> dict:

@@ -85,13 +85,15 @@ class Schedule:
     included); Optuna's pruner sees one report per validation. The learning rate warms up linearly over
     ``warmup`` steps, then decays along a cosine to zero at ``steps``. With ``patience``, the run also validates
     before its first step, stops once ``patience`` validations in a row have not beaten the best one, and ends
-    holding the weights of its best validation (the earliest, on ties).
+    holding the weights of its best validation (the earliest, on ties). With ``batchnorm="frozen"`` BatchNorm
+    layers keep the statistics they start with (their scale and shift still train).
     """
 
     steps: int
     evaluations: int
     patience: int | None = None
     warmup: int = 0
+    batchnorm: str = "train"  # "frozen": BatchNorm layers normalise with their running statistics, never update them
 
     def eval_steps(self) -> list[int]:
         n = max(1, min(self.evaluations, self.steps))
@@ -192,7 +194,7 @@ def fit(
         history.append(kept)
     step, epoch, total, count = 0, 0, 0.0, 0
     while step < plan.steps and waited != plan.patience:
-        model.train()
+        training_mode(model, plan.batchnorm)
         for x, y in train(shuffle_seed=seed * 100_003 + epoch):
             features, logits = forward(model, x)
             loss = F.cross_entropy(logits, y)
@@ -219,13 +221,23 @@ def fit(
                     kept, saved, waited = stats, _copy_of(model), 0
                 elif kept is not None:
                     waited += 1
-                model.train()
+                training_mode(model, plan.batchnorm)
             if step == plan.steps or waited == plan.patience:
                 break
         epoch += 1
     if kept is not None and kept is not history[-1]:
         model.load_state_dict(saved)
     return history
+
+
+def training_mode(model: nn.Module, batchnorm: str = "train") -> None:
+    """``model.train()``, with BatchNorm layers left in eval mode when ``batchnorm`` is "frozen": they then
+    normalise with the running statistics they started with and do not update them."""
+    model.train()
+    if batchnorm == "frozen":
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def best(history: list[EvalStats]) -> EvalStats:

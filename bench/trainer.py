@@ -168,7 +168,8 @@ class CellTrainer:
             training = self.exp.training
             n_train, bs = len(split.train), training.batch_size
             plan = schedule(n_train, bs, training.epochs, training.steps, training.min_steps, training.evaluations)
-            plan = replace(plan, patience=training.patience, warmup=min(training.warmup_steps, plan.steps - 1))
+            warmup = min(training.warmup_steps, plan.steps - 1)
+            plan = replace(plan, patience=training.patience, warmup=warmup, batchnorm=training.batchnorm)
             history = fit(
                 module,
                 groups,

@@ -215,3 +215,16 @@ def test_hyperband_stops_trials_whose_validations_trail_at_its_rungs():
             study.tell(trial, level)
     assert stopped_at and all(number % 3 != 0 for number in stopped_at)  # only poor trials, before their end
     assert all(validation < 9 for validation in stopped_at.values())
+
+
+@pytest.mark.parametrize("batchnorm", ["train", "frozen"])
+def test_frozen_batchnorm_keeps_its_statistics_and_trains_its_scale(batchnorm):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
+    norm = model[1]
+    stats, scale = (norm.running_mean.clone(), norm.running_var.clone()), norm.weight.detach().clone()
+    plan = Schedule(8, evaluations=2, batchnorm=batchnorm)
+    fit(model, [{"params": model.parameters()}], _toy(), _toy(seed=1), plan, lr=0.05, weight_decay=0.0, seed=0)
+    unchanged = torch.equal(norm.running_mean, stats[0]) and torch.equal(norm.running_var, stats[1])
+    assert unchanged == (batchnorm == "frozen") and not torch.equal(norm.weight, scale)
+    assert norm.num_batches_tracked.item() == (0 if batchnorm == "frozen" else 8)
