@@ -212,9 +212,10 @@ def _list(what: str, console: Console) -> None:
             )
         console.print(table)
     else:
-        table = Table("name", "pretrained", "description")
+        table = Table("name", "pretrained", "description", "defaults (tuning.first_trial: defaults)")
         for name, cls in strategies.STRATEGIES:
-            table.add_row(name, "yes" if cls.pretrained else "no", cls.description)
+            defaults = " ".join(f"{k}={v:g}" for k, v in cls.defaults.items())
+            table.add_row(name, "yes" if cls.pretrained else "no", cls.description, defaults)
         console.print(table)
 
 

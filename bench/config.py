@@ -145,6 +145,12 @@ class TuningConfig(_Strict):
         "same compute), or 'none'",
     )
     sampler_seed: int = Field(0, ge=0, description="seed of the TPE sampler")
+    first_trial: Literal["sampled", "defaults"] = Field(
+        "sampled",
+        description="'defaults': each study's first trial is its strategy's documented starting point (the "
+        "paper's or common practice's setting, `bench list strategies`), the search follows; 'sampled': every "
+        "trial is drawn by the sampler",
+    )
 
 
 class TrainingConfig(_Strict):

@@ -52,7 +52,7 @@ def cell_key(exp: Experiment, backbone: BackboneConfig, dataset: str, budget: in
         "strategy": strategy,
         "strategy_implementation": implementation(STRATEGIES.get(strategy)),
         "seeds": exp.seeds,
-        "tuning": exp.tuning.model_dump(mode="json"),
+        "tuning": _without_added(exp.tuning.model_dump(mode="json"), ADDED_TUNING_OPTIONS),
         "training": training_key(exp),
         "splits": exp.splits.model_dump(mode="json"),
         "version": __version__,
@@ -60,17 +60,19 @@ def cell_key(exp: Experiment, backbone: BackboneConfig, dataset: str, budget: in
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# Training options added after cells were first keyed, and the value that leaves training as it was: at that value
-# they stay out of the key, so an existing results folder keeps its finished cells.
+# Options added after cells were first keyed, and the value that leaves a run as it was: at that value they stay
+# out of the key, so an existing results folder keeps its finished cells.
 ADDED_TRAINING_OPTIONS = {"patience": None, "warmup_steps": 0, "batchnorm": "train"}
+ADDED_TUNING_OPTIONS = {"first_trial": "sampled"}
 
 
 def training_key(exp: Experiment) -> dict:
     """The training settings that decide a cell's result (not the device or thread count)."""
-    training = exp.training.model_dump(mode="json", exclude={"device", "threads"})
-    return {
-        k: v for k, v in training.items() if ADDED_TRAINING_OPTIONS.get(k, v) != v or k not in ADDED_TRAINING_OPTIONS
-    }
+    return _without_added(exp.training.model_dump(mode="json", exclude={"device", "threads"}), ADDED_TRAINING_OPTIONS)
+
+
+def _without_added(settings: dict, added: dict) -> dict:
+    return {k: v for k, v in settings.items() if k not in added or v != added[k]}
 
 
 def expand(exp: Experiment) -> list[Cell]:

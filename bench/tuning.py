@@ -119,6 +119,9 @@ def tune(
             raise outcome
         return result.val_acc
 
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if exp.tuning.first_trial == "defaults" and not study.get_trials(deepcopy=False, states=COUNTED) and not waiting:
+        study.enqueue_trial(trainer.strategy.defaults)  # trial 0: the strategy's documented starting point
     while (done := len(study.get_trials(deepcopy=False, states=COUNTED))) < n_trials:
         study.sampler = sampler(exp, done)
         study.optimize(objective, n_trials=1)

@@ -12,6 +12,7 @@ from conftest import tiny_experiment
 
 from bench import config, data
 from bench.matrix import expand, training_key
+from bench.strategies import STRATEGIES
 from bench.tracking import Tracker, tracking_uri
 from bench.train import Batches, DivergedError, Schedule, accuracy, best, fit, learning_rates, schedule
 from bench.trainer import CellTrainer
@@ -228,3 +229,31 @@ def test_frozen_batchnorm_keeps_its_statistics_and_trains_its_scale(batchnorm):
     unchanged = torch.equal(norm.running_mean, stats[0]) and torch.equal(norm.running_var, stats[1])
     assert unchanged == (batchnorm == "frozen") and not torch.equal(norm.weight, scale)
     assert norm.num_batches_tracked.item() == (0 if batchnorm == "frozen" else 8)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, cls in STRATEGIES if cls.__module__.startswith("bench.strategies")))
+def test_each_strategys_defaults_are_a_point_of_its_search_space(name):
+    """Every suggestion of a built-in strategy's search space has a default, inside its range, and the study's
+    first trial uses it."""
+    cls = STRATEGIES.get(name)
+    study = optuna.create_study()
+    study.enqueue_trial(cls.defaults)
+    trial = study.ask()
+    hp = cls().search_space(trial)
+    assert set(trial.distributions) == set(cls.defaults), "a default for each suggestion, and no other"
+    for param, dist in trial.distributions.items():
+        assert hp[param] == cls.defaults[param] and dist._contains(dist.to_internal_repr(hp[param])), param
+
+
+def test_a_study_starts_from_the_strategys_defaults_when_asked():
+    exp = config.parse(
+        tiny_experiment(strategies=["feature_extraction"], tuning={"n_trials": 2, "first_trial": "defaults"})
+    )
+    cell = expand(exp)[0]
+    trainer = CellTrainer(cell, exp, data.DATASETS.get("cifar10").load())
+    tracker = Tracker(tracking_uri(None), exp.name)
+    with tracker.cell_run(cell, {}):
+        _, study = tune(trainer, tracker)
+    assert study.trials[0].params == {"C": 1.0} and study.trials[1].params != {"C": 1.0}
+    sampled = config.parse(tiny_experiment(strategies=["feature_extraction"], tuning={"n_trials": 2}))
+    assert expand(sampled)[0].key != cell.key  # a different protocol, so a different cell

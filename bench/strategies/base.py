@@ -24,6 +24,8 @@ class Strategy:
     """Base class of every strategy. Subclass it, set ``name`` and ``description``, override what differs.
 
     - ``search_space``: the Optuna suggestions this strategy tunes (the loop reads ``lr`` and ``weight_decay``).
+    - ``defaults``: the setting its paper or common practice starts from, for the suggestions of
+      ``search_space``; with ``tuning.first_trial: defaults`` a cell's study tries it first, then searches.
     - ``before_fit``: an optional phase before training, e.g. LP-FT's linear probe: ``probe(C)`` fits the head
       as a converged L2 logistic regression on the frozen pretrained backbone's features.
     - ``param_groups``: freeze what must not train and return the optimizer's parameter groups. Called once
@@ -47,6 +49,8 @@ class Strategy:
     description: ClassVar[str]
     pretrained: ClassVar[bool] = True
     frozen_backbone: ClassVar[bool] = False
+    # AdamW fine-tuning's usual starting point: a learning rate of 1e-4 and a weight decay of 1e-4
+    defaults: ClassVar[Hyperparameters] = {"lr": 1e-4, "weight_decay": 1e-4}
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:
         return {

@@ -26,6 +26,7 @@ def shrinkage(features: torch.Tensor, k: int = K) -> torch.Tensor:
 @register_strategy
 class BSS(Strategy):
     name = "bss"
+    defaults = {"lr": 1e-4, "weight_decay": 1e-4, "eta": 1e-3}  # Chen et al. 2019's eta
     description = "fine-tune with eta * (smallest singular value of the batch's features)^2 (Chen et al. 2019)"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

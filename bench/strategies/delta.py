@@ -28,6 +28,7 @@ def feature_distance(features: torch.Tensor, reference: torch.Tensor) -> torch.T
 @register_strategy
 class DELTA(Strategy):
     name = "delta"
+    defaults = {"lr": 1e-4, "weight_decay": 1e-4, "alpha": 0.01}  # alpha: the log-midpoint of its search range
     description = "fine-tune with alpha/2 ||f(x) - f_pretrained(x)||^2 on the batch's features (Li et al. 2019)"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

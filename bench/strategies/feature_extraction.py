@@ -22,6 +22,7 @@ class FeatureExtraction(Strategy):
     name = "feature_extraction"
     description = "frozen pretrained backbone, converged L2 logistic regression on its features (C tuned)"
     frozen_backbone = True
+    defaults = {"C": 1.0}  # scikit-learn's LogisticRegression default
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:
         return {"C": trial.suggest_float("C", *C_RANGE, log=True)}

@@ -20,6 +20,7 @@ from bench.strategies.base import Hyperparameters, Step, Strategy, register_stra
 @register_strategy
 class L2(Strategy):
     name = "l2"
+    defaults = {"lr": 1e-4, "lambda": 1e-4}  # lambda: the usual weight decay of 1e-4, as a penalty
     description = "fine-tune all weights with an L2 penalty lambda/2 ||w||^2 toward zero"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

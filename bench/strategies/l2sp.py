@@ -19,6 +19,7 @@ from bench.strategies.base import Hyperparameters, Step, Strategy, register_stra
 @register_strategy
 class L2SP(Strategy):
     name = "l2sp"
+    defaults = {"lr": 1e-4, "alpha": 0.1, "beta": 0.01}  # Li et al. 2018's alpha and beta
     description = "fine-tune with alpha/2 ||w - w_pretrained||^2 on the backbone + beta/2 ||w_head||^2 (Li et al. 2018)"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

@@ -16,6 +16,7 @@ from bench.strategies.base import Hyperparameters, Strategy, register_strategy
 @register_strategy
 class LayerwiseLR(Strategy):
     name = "layerwise_lr"
+    defaults = {"lr": 1e-4, "weight_decay": 1e-4, "decay": 0.75}  # layer decay as BEiT and ELECTRA tune it (0.65-0.9)
     description = "fine-tune all weights with learning rates decaying by a factor per block from head to input"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

@@ -19,6 +19,7 @@ from bench.strategies.base import Hyperparameters, Strategy, register_strategy
 @register_strategy
 class LoRA(Strategy):
     name = "lora"
+    defaults = {"lr": 5e-4, "weight_decay": 1e-4, "rank": 8}  # Hu et al. 2022's rank and rate for RoBERTa-base
     description = "low-rank adapters (PEFT) on the backbone's linear/conv layers, base weights frozen (Hu et al. 2022)"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

@@ -20,6 +20,8 @@ from bench.strategies.base import Hyperparameters, Strategy, register_strategy
 class LPFT(Strategy):
     name = "lp_ft"
     description = "linear probe on frozen features, then fine-tune all weights from the probed head (Kumar et al. 2022)"
+    # the probe's C as feature_extraction's; fine-tuning from a trained head at a smaller rate than plain fine-tuning
+    defaults = {"probe_C": 1.0, "lr": 3e-5, "weight_decay": 1e-4}
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:
         return {
