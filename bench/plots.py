@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.stats import budget_order  # noqa: E402
+
 
 def confusion_matrix_png(cm: list[list[int]], classes: list[str], title: str, path: Path) -> Path:
     cm = np.asarray(cm)
@@ -200,6 +202,37 @@ def score_scatter(points, score: str, outcome: str, taus, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def accuracy_vs_compute(spent, path: Path) -> Path:
+    """Test accuracy against the wall seconds of a final run, one panel per dataset, a point per cell (its
+    budget as the point's size), a colour per strategy."""
+    panels = list(spent.groupby("dataset", sort=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    strategies = sorted(spent.strategy.unique())
+    colours = dict(zip(strategies, plt.cm.tab20(np.linspace(0, 1, max(1, len(strategies)))), strict=True))
+    budgets = sorted(spent.budget.unique(), key=budget_order)
+    sizes = {b: 14 + 22 * i for i, b in enumerate(budgets)}
+    for ax, (dataset, df) in zip(axes.flat, panels, strict=True):
+        for strategy, s in df.groupby("strategy", sort=True):
+            colour = "black" if strategy == "scratch" else colours[strategy]
+            ax.scatter(s.seconds_per_run, 100 * s.acc_mean, s=s.budget.map(sizes), color=colour, label=strategy)
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds per final run (log scale; point size: budget)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(dataset, fontsize=10)
+        ax.grid(alpha=0.3)
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(
+        handles.values(), handles.keys(), loc="lower center", ncol=min(7, len(handles)), fontsize=8, frameon=False
+    )
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

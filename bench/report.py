@@ -55,6 +55,8 @@ SUMMARY_COLUMNS = [
     "negative_transfer",
     "trials_complete",
     "trials_pruned",
+    "steps",
+    "best_step",
     "best_hp",
     "cell_key",
 ]
@@ -72,6 +74,8 @@ def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
     df["n_train"] = [sum(r["seeds"][0]["train_counts"].values()) for r in records]
     df["examples_per_class"] = [stats.budget_per_class(r) for r in records]
     df["best_hp"] = df["best_hp"].map(_hp_text)
+    df["steps"] = [_median_of(r, "steps") for r in records]
+    df["best_step"] = [_median_of(r, "best_step") for r in records]
     df = df.drop(columns=["seeds"]).merge(table, on=["modality", "dataset", "backbone", "budget", "strategy"])
     df = df.rename(
         columns={"acc_mean": "test_acc_mean_", "acc_ci_low": "test_acc_ci_low", "acc_ci_high": "test_acc_ci_high"}
@@ -89,6 +93,34 @@ def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
             df[col] = math.nan
     df.loc[df.strategy == "scratch", "gain_over_scratch"] = 0.0
     return df[SUMMARY_COLUMNS]
+
+
+def _median_of(record: dict[str, Any], key: str) -> float:
+    """The median over a cell's final seeds of what each recorded (NaN where none did: cells of older versions)."""
+    values = [s[key] for s in record["seeds"] if s.get(key) is not None]
+    return float(np.median(values)) if values else math.nan
+
+
+def compute(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """A row per cell: what its final runs spent (median optimiser steps, the step whose weights they kept,
+    seconds per run), the cell's minutes with its tuning, and its mean test accuracy; cells of versions that
+    recorded no seconds per run are left out."""
+    rows = [
+        {
+            "dataset": r["dataset"],
+            "backbone": r["backbone"],
+            "budget": str(r["budget"]),
+            "strategy": r["strategy"],
+            "steps": _median_of(r, "steps"),
+            "best_step": _median_of(r, "best_step"),
+            "seconds_per_run": _median_of(r, "seconds"),
+            "cell_minutes": r.get("seconds", math.nan) / 60,
+            "acc_mean": r["test_acc_mean"],
+        }
+        for r in records
+    ]
+    table = pd.DataFrame(rows)
+    return table[table.seconds_per_run.notna()] if len(table) else table
 
 
 def _pct(x: float) -> str:
@@ -118,6 +150,37 @@ def _schedule(records: list[dict[str, Any]]) -> str:
         return probe
     spread = f"{min(steps)} to {max(steps)} optimiser steps (median {np.median(steps):.0f})"
     return f"{probe} The other final runs took {spread}."
+
+
+def _compute_lines(spent: pd.DataFrame) -> list[str]:
+    """The report's compute section: what each strategy spent for its accuracy."""
+    if not len(spent):
+        return ["## Compute", "", "_The cells' final runs recorded no seconds (cells of an earlier version)._", ""]
+    by_strategy = (
+        spent.groupby("strategy")
+        .agg(
+            cells=("acc_mean", "size"),
+            steps=("steps", "median"),
+            best_step=("best_step", "median"),
+            seconds_per_run=("seconds_per_run", "median"),
+            cell_minutes=("cell_minutes", "sum"),
+        )
+        .round({"steps": 0, "best_step": 0, "seconds_per_run": 1, "cell_minutes": 1})
+        .reset_index()
+    )
+    return [
+        "## Compute",
+        "",
+        "What each strategy spent for its accuracy: per final run, the optimiser steps taken, the step whose weights "
+        "it kept (early stopping keeps the best validated ones; 0: its starting weights, e.g. LP-FT's probe) and "
+        "its wall seconds, as medians over the strategy's cells; and the minutes of all its cells, tuning included "
+        "(`steps` and `best_step` per cell are in summary.csv, the seconds of every run in MLflow).",
+        "",
+        "![accuracy against compute](accuracy_vs_compute.png)",
+        "",
+        _md_table(by_strategy),
+        "",
+    ]
 
 
 def _produced_by(records: list[dict[str, Any]]) -> list[str]:
@@ -357,6 +420,9 @@ def write_report(
     }
     if len(gains):
         figures["gain_heatmap.png"] = plots.gain_heatmap(gains, out / "gain_heatmap.png")
+    spent = compute(records)
+    if len(spent):
+        figures["accuracy_vs_compute.png"] = plots.accuracy_vs_compute(spent, out / "accuracy_vs_compute.png")
     cd_lines, cd_figure = _critical_difference(table, out)
     transfer_lines, transfer_figures = _transferability(scores, table, out)
     figures |= cd_figure | transfer_figures
@@ -463,6 +529,7 @@ def write_report(
         "",
         _md_table(equivalence) if len(equivalence) else "_Needs scratch at two or more budgets._",
         "",
+        *_compute_lines(spent),
         "## Strategy ranks and win rates",
         "",
         "![strategy ranks](ranks.png)",

@@ -148,3 +148,28 @@ def test_describe_records_this_checkouts_commit_and_lockfile():
 )
 def test_summary_line_ends_with_the_commit_and_lockfile_where_recorded(env, expected):
     assert environment.summary_line(env).endswith(expected)
+
+
+def test_the_report_shows_what_each_strategy_spent_for_its_accuracy(results_root):
+    records = _records(ENVIRONMENT)
+    for r in records:
+        trained = r["strategy"] != "feature_extraction"
+        for s in r["seeds"]:  # finetune: 60, 80, 100 steps kept at 20, 40, 60; seconds as many as steps / 10
+            steps = (60 + 20 * s["seed"]) if trained else 0
+            s |= {"steps": steps, "best_step": max(0, steps - 40), "seconds": steps / 10 + 1}
+    report, summary = write_report("constructed", records)
+    text = report.read_text()
+    assert (report.parent / "accuracy_vs_compute.png").stat().st_size > 10_000
+    assert "![accuracy against compute](accuracy_vs_compute.png)" in text
+    section = text.split("## Compute")[1].split("## ")[0]
+    # per strategy: cells, median steps, median kept step, median seconds per run, minutes of its cells
+    assert "| finetune | 2 | 80.0 | 40.0 | 9.0 | 0.0 |" in section
+    assert "| feature_extraction | 2 | 0.0 | 0.0 | 1.0 | 0.0 |" in section
+    finetune = summary[summary.strategy == "finetune"]
+    assert finetune.steps.tolist() == [80.0, 80.0] and finetune.best_step.tolist() == [40.0, 40.0]
+
+
+def test_cells_of_an_earlier_version_have_no_compute_figures(results_root):
+    report, summary = write_report("constructed", _records(ENVIRONMENT))
+    assert "recorded no seconds" in report.read_text() and not (report.parent / "accuracy_vs_compute.png").exists()
+    assert summary.steps.isna().all()
