@@ -69,6 +69,8 @@ def work(
                             _train(exp, cell, worker, emit, run_id, tracker, loaded, where or {})
                     except KeyboardInterrupt:
                         tracker.end_open_runs()  # before the claim goes: whoever waits for it finds them ended
+                        # and a run the interrupt cut off while MLflow was starting it, which only the store knows
+                        tracker.end_orphans(cell, {s for s in range(exp.seeds) if results.load_seed(exp.name, cell, s)})
                         raise
                     finally:
                         claims.release(cell.key)
