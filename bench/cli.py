@@ -187,9 +187,13 @@ def _dry_run(exp, console: Console) -> None:
 def _length(training) -> str:
     """How long each training run lasts, in the experiment's own terms."""
     if training.steps is not None:
-        return f"{training.steps} optimiser steps"
-    at_least = f", at least {training.min_steps} optimiser steps" if training.min_steps else ""
-    return f"{training.epochs} epochs{at_least}"
+        length = f"{training.steps} optimiser steps"
+    else:
+        at_least = f", at least {training.min_steps} optimiser steps" if training.min_steps else ""
+        length = f"{training.epochs} epochs{at_least}"
+    if training.patience is None:
+        return length
+    return f"at most {length}, stopping after {training.patience} validations without a better one"
 
 
 def _list(what: str, console: Console) -> None:
