@@ -58,7 +58,7 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, env: dict[str, str] | None 
     """
     cell, exp = trainer.cell, trainer.exp
     start = time.perf_counter()
-    saved = {s: r for s in range(exp.seeds) if (r := results.load_seed(exp.name, cell, s)) is not None}
+    saved = results.saved_seeds(exp.name, cell, exp.seeds)
     tracker.end_orphans(cell, set(saved))
 
     settings = {

@@ -47,6 +47,11 @@ def load_seed(experiment: str, cell: Cell, seed: int) -> dict[str, Any] | None:
     return _read(seed_path(experiment, cell, seed))
 
 
+def saved_seeds(experiment: str, cell: Cell, seeds: int) -> dict[int, dict[str, Any]]:
+    """The records of the cell's final seeds among ``0..seeds-1`` that were saved, by seed."""
+    return {s: r for s in range(seeds) if (r := load_seed(experiment, cell, s)) is not None}
+
+
 def save_seed(experiment: str, cell: Cell, seed: int, record: dict[str, Any]) -> None:
     _write(seed_path(experiment, cell, seed), record)
 

@@ -70,7 +70,7 @@ def work(
                     except KeyboardInterrupt:
                         tracker.end_open_runs()  # before the claim goes: whoever waits for it finds them ended
                         # and a run the interrupt cut off while MLflow was starting it, which only the store knows
-                        tracker.end_orphans(cell, {s for s in range(exp.seeds) if results.load_seed(exp.name, cell, s)})
+                        tracker.end_orphans(cell, set(results.saved_seeds(exp.name, cell, exp.seeds)))
                         raise
                     finally:
                         claims.release(cell.key)
