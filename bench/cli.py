@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         "else the file's cluster.ray, else no Ray)",
     )
     _store_flags(r)
+    _sampler_flag(r)
     rep = sub.add_parser("report", help="write results/<experiment>/report.md, plots and summary.csv again")
     rep.add_argument(
         "experiment",
@@ -86,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         help="an experiment file, or the name of one in experiments/ (default: %(default)s)",
     )
     _store_flags(rep)
+    _sampler_flag(rep)
     rk = sub.add_parser(
         "rank",
         help="score pretrained backbones on a dataset from frozen features alone, training nothing "
@@ -108,6 +111,20 @@ def _parser() -> argparse.ArgumentParser:
         help="take backbone options (input_size, max_length, ...), split sizes, batch size and device from this "
         "experiment file, so the scores are those its report shows (default: each backbone's own input size)",
     )
+    st = sub.add_parser(
+        "stability",
+        help="compare two runs of one experiment, cell by cell and verdict by verdict",
+        description="How much an experiment's answers depend on its draws: run it again with another sampler seed "
+        "into another results folder, then compare. A cell holds when the second run's mean test accuracy lies in "
+        "the first run's 95 %% interval; a verdict (the best strategy at a dataset and budget) holds when each "
+        "run's best is the other's best or not significantly worse than it.",
+        epilog="example:\n  bench run experiments/default.yaml\n"
+        "  bench --results results/resampled run experiments/default.yaml --sampler-seed 1\n"
+        "  bench stability results/default results/resampled/default",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    st.add_argument("first", help="a run's folder, <results>/<experiment> (its cells/ hold the finished cells)")
+    st.add_argument("second", help="the other run's folder")
     lst = sub.add_parser("list", help="list registered backbones, datasets or strategies")
     lst.add_argument("what", choices=["backbones", "datasets", "strategies"])
     sub.add_parser(
@@ -135,12 +152,26 @@ def _store_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _sampler_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sampler-seed",
+        type=int,
+        metavar="N",
+        help="seed of every study's sampler instead of the file's tuning.sampler_seed: the same experiment with "
+        "other draws, to measure how much its answers depend on them (`bench stability`); give it to `report` too",
+    )
+
+
 def _with_flags(exp, args: argparse.Namespace):
-    """The experiment with the stores and Ray address that the command line sets instead of the file."""
+    """The experiment with the stores, sampler seed and Ray address that the command line sets instead of the file."""
     from bench.config import ConfigError, check_ray_address
 
     stores = {"tracking_uri": args.tracking_uri, "optuna_storage": args.optuna_storage}
     exp = exp.model_copy(update={k: v for k, v in stores.items() if v})
+    if getattr(args, "sampler_seed", None) is not None:
+        if args.sampler_seed < 0:
+            raise ConfigError(f"--sampler-seed: expected a seed of 0 or more, got {args.sampler_seed}")
+        exp = exp.model_copy(update={"tuning": exp.tuning.model_copy(update={"sampler_seed": args.sampler_seed})})
     if getattr(args, "ray", None):
         try:
             address = check_ray_address(args.ray)
@@ -189,8 +220,10 @@ def _length(training) -> str:
     if training.steps is not None:
         length = f"{training.steps} optimiser steps"
     else:
-        at_least = f", at least {training.min_steps} optimiser steps" if training.min_steps else ""
-        length = f"{training.epochs} epochs{at_least}"
+        at_least = f", at least {training.min_steps}" if training.min_steps else ""
+        at_most = f", at most {training.max_steps}" if training.max_steps else ""
+        bounds = f"{at_least}{at_most} optimiser steps" if at_least or at_most else ""
+        length = f"{training.epochs} epochs{bounds}"
     if training.patience is None:
         return length
     return f"at most {length}, stopping after {training.patience} validations without a better one"
@@ -255,6 +288,45 @@ def _report(exp, console: Console) -> int:
     print_summary(summary, console, f"{exp.name}: test accuracy over {exp.seeds} seeds")
     runs = browse_hint(tracking_uri(exp.tracking_uri))
     console.print(Text(f"report: {report} and {page.name}   summary: {report.parent / 'summary.csv'}   runs: {runs}"))
+    return 0
+
+
+def _stability(first: Path, second: Path, console: Console) -> int:
+    """Print how many cells and verdicts of ``second`` hold against ``first``, and the ones that do not."""
+    from bench import stability
+    from bench.config import ConfigError
+
+    try:
+        found = stability.compare(stability.records_in(first), stability.records_in(second))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    cells, verdicts = found.cells, found.verdicts
+    if not len(cells):
+        console.print(f"{first} and {second} share no finished cell: nothing to compare")
+        return 1
+    moved = cells[~cells.holds]
+    console.print(
+        f"{int(cells.holds.sum())} of {len(cells)} cells ({100 * found.cells_holding:.0f} %) hold: the second run's "
+        f"mean lies in the first run's 95 % interval; {int(verdicts.holds.sum())} of {len(verdicts)} verdicts hold"
+    )
+    if len(moved):
+        table = Table("dataset", "backbone", "budget", "strategy", "first % [95 % CI]", "second %", "moved (pts)")
+        for r in moved.itertuples():
+            interval = f"{100 * r.acc_first:.1f} [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]"
+            table.add_row(
+                r.dataset,
+                r.backbone,
+                str(r.budget),
+                r.strategy,
+                interval,
+                f"{100 * r.acc_second:.1f}",
+                f"{100 * r.moved:+.1f}",
+            )
+        console.print(table)
+    table = Table("dataset", "budget", "best (first run)", "best (second run)", "holds")
+    for r in verdicts.itertuples():
+        table.add_row(r.dataset, str(r.budget), r.best_first, r.best_second, "yes" if r.holds else "NO")
+    console.print(table)
     return 0
 
 
@@ -406,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2 if problems else 0
         if args.command == "rank":
             return _rank(_rank_experiment(args), console)
+        if args.command == "stability":
+            return _stability(Path(args.first), Path(args.second), console)
         if args.command == "report":
             _check_results_folder()
             return _report(_with_flags(config.load(_experiment_file(args.experiment)), args), console)

@@ -163,7 +163,14 @@ class TrainingConfig(_Strict):
     min_steps: int | None = Field(
         None, ge=1, le=1_000_000, description="at least this many optimiser steps, so small budgets still train"
     )
-    evaluations: int = Field(10, ge=1, le=1000, description="validations per run (at most one per epoch)")
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="at most this many optimiser steps, so large budgets stay affordable (with early stopping, "
+        "a cap; the report shows how many runs stopped at it)",
+    )
+    evaluations: int = Field(10, ge=1, le=1000, description="validations per run, evenly spaced")
     patience: int | None = Field(
         None,
         ge=1,
@@ -192,8 +199,10 @@ class TrainingConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainingConfig:
-        if self.steps is not None and ({"epochs", "min_steps"} & self.model_fields_set):
-            raise ValueError("give either 'steps' or 'epochs' (with an optional 'min_steps'), not both")
+        if self.steps is not None and ({"epochs", "min_steps", "max_steps"} & self.model_fields_set):
+            raise ValueError("give either 'steps' or 'epochs' (with optional 'min_steps' and 'max_steps'), not both")
+        if self.min_steps is not None and self.max_steps is not None and self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps ({self.min_steps}) is above max_steps ({self.max_steps}): lower min_steps")
         return self
 
 

@@ -62,7 +62,7 @@ def cell_key(exp: Experiment, backbone: BackboneConfig, dataset: str, budget: in
 
 # Options added after cells were first keyed, and the value that leaves a run as it was: at that value they stay
 # out of the key, so an existing results folder keeps its finished cells.
-ADDED_TRAINING_OPTIONS = {"patience": None, "warmup_steps": 0, "batchnorm": "train"}
+ADDED_TRAINING_OPTIONS = {"max_steps": None, "patience": None, "warmup_steps": 0, "batchnorm": "train"}
 ADDED_TUNING_OPTIONS = {"first_trial": "sampled"}
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 C_RANGE = (1e-4, 1e2)  # the log-scale range Optuna searches for C
+C_GRID = tuple(10.0**e for e in range(-4, 3))  # the same range, a value per decade, for a sweep on validation
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,25 @@ def fit_probe(
         weight = w / std
         bias = b - weight @ mean
     return ProbeFit(weight.float(), bias.float(), loss, int(state.get("n_iter", 0)), grad <= tol * 10)
+
+
+def sweep_C(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    num_classes: int,
+    grid: tuple[float, ...] = C_GRID,
+) -> tuple[float, ProbeFit]:
+    """The probe of ``grid``'s ``C`` with the best validation accuracy (the most regularised one, on ties), fit on
+    ``train``: how Kornblith et al. (2019) choose the L2 strength of a linear probe, on (features, labels) pairs."""
+    best: tuple[float, float, ProbeFit] | None = None
+    for C in sorted(grid):
+        fit = fit_probe(*train, num_classes, C)
+        logits = val[0].detach().to("cpu", torch.float32) @ fit.weight.T + fit.bias
+        acc = float((logits.argmax(dim=1) == val[1].to("cpu")).float().mean())
+        if best is None or acc > best[0]:
+            best = (acc, C, fit)
+    assert best is not None, "an empty grid of C values"
+    return best[1], best[2]
 
 
 def load_into(head: torch.nn.Linear, fit: ProbeFit) -> None:

@@ -271,6 +271,48 @@ def _verdicts(records: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _below_probe_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Strategies that end well below the linear probe on their cell, each with the measured reason."""
+    head = [
+        "## Below the linear probe",
+        "",
+        f"Strategies whose mean test accuracy ends more than {100 * stats.BELOW_PROBE_MARGIN:.0f} points below "
+        f"`{stats.PROBE}` on the same cell (paired by seed), with what their final runs measured: the median "
+        "validation accuracy of the weights they kept against the probe's, the median optimiser steps and the step "
+        "kept. _still improving_: the runs kept their last step, so the step cap cut them short; _validation "
+        "misled_: the kept weights validated at least as well as the probe; _fell after step b_: the best "
+        "validation came at step b, after which training moved away faster than it improved, and the run ended with "
+        "that step's weights.",
+        "",
+    ]
+    below = stats.below_probe(records)
+    if not len(below):
+        return [
+            *head,
+            f"None: every strategy ends within {100 * stats.BELOW_PROBE_MARGIN:.0f} points of the probe.",
+            "",
+        ]
+    table = pd.DataFrame(
+        {
+            "dataset": below.dataset,
+            "backbone": below.backbone,
+            "budget": below.budget,
+            "strategy": below.strategy,
+            "gap (pts) [95 % CI]": [
+                f"{100 * g:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                for g, lo, hi in zip(below.gap, below.gap_ci_low, below.gap_ci_high, strict=True)
+            ],
+            "val acc % (probe's)": [
+                f"{_pct(v)} ({_pct(p)})" for v, p in zip(below.val_acc, below.probe_val_acc, strict=True)
+            ],
+            "steps": below.steps.map(lambda x: "" if pd.isna(x) else f"{x:.0f}"),
+            "step kept": below.best_step.map(lambda x: "" if pd.isna(x) else f"{x:.0f}"),
+            "cause": below.cause,
+        }
+    )
+    return [*head, _md_table(table), ""]
+
+
 def _critical_difference(table: pd.DataFrame, out: Path) -> tuple[list[str], dict[str, Path]]:
     """The Friedman test over the strategies across the matrix, and the critical-difference diagram."""
     f = stats.friedman(table)
@@ -520,6 +562,7 @@ def write_report(
         else "None: every strategy's mean is at or above scratch's.",
         *(["", _corrected(gains)] if len(negative) else []),
         "",
+        *_below_probe_lines(records),
         "## Data efficiency",
         "",
         "![accuracy against budget](accuracy_vs_budget.png)",

@@ -197,6 +197,63 @@ def gains_over_scratch(records: list[dict[str, Any]]) -> pd.DataFrame:
     return out
 
 
+PROBE = "feature_extraction"
+BELOW_PROBE_MARGIN = 0.05  # how far under the linear probe a strategy that trains more may end before it is flagged
+
+
+def below_probe(records: list[dict[str, Any]], margin: float = BELOW_PROBE_MARGIN) -> pd.DataFrame:
+    """Strategies whose mean test accuracy ends more than ``margin`` below the linear probe (``feature_extraction``)
+    at the same backbone, dataset and budget, paired by seed, with what their runs measured to explain it.
+
+    Each row has the paired gap and its 95 % CI, both sides' median validation accuracy, the median optimiser steps
+    and step of the kept weights, and ``cause``: ``"still improving"`` when the runs kept their last step (the step
+    cap cut them short), ``"validation misled"`` when the kept weights validated at least as well as the probe (the
+    small validation set chose weights that do not generalise), else ``"fell after step b"``: training moved away
+    from the probe's solution faster than it improved on it, and early stopping kept the best point it reached;
+    ``"not recorded"`` for runs of a version that kept no steps.
+    """
+    key = lambda r: (r["dataset"], r["backbone"], str(r["budget"]))  # noqa: E731
+    probes = {key(r): r for r in records if r["strategy"] == PROBE}
+    rows = []
+    for r in records:
+        probe = probes.get(key(r))
+        if r["strategy"] in (PROBE, "scratch") or probe is None:
+            continue
+        by_seed = {s["seed"]: s for s in probe["seeds"]}
+        seeds = [s for s in r["seeds"] if s["seed"] in by_seed]
+        gap = paired_gain([s["test_acc"] for s in seeds], [by_seed[s["seed"]]["test_acc"] for s in seeds])
+        if not seeds or gap["gain"] >= -margin:
+            continue
+        median = lambda k, ss=seeds: float(np.median([s.get(k, math.nan) for s in ss]))  # noqa: E731
+        val, probe_val = median("val_acc"), median("val_acc", [by_seed[s["seed"]] for s in seeds])
+        steps, kept = median("steps"), median("best_step")
+        if math.isnan(steps) or math.isnan(kept):
+            cause = "not recorded"  # runs of an earlier version kept no steps
+        elif kept >= steps > 0:
+            cause = "still improving"
+        elif val >= probe_val:
+            cause = "validation misled"
+        else:
+            cause = f"fell after step {kept:.0f}"
+        rows.append(
+            {
+                "dataset": r["dataset"],
+                "backbone": r["backbone"],
+                "budget": str(r["budget"]),
+                "strategy": r["strategy"],
+                "gap": gap["gain"],
+                "gap_ci_low": gap["gain_ci_low"],
+                "gap_ci_high": gap["gain_ci_high"],
+                "val_acc": val,
+                "probe_val_acc": probe_val,
+                "steps": steps,
+                "best_step": kept,
+                "cause": cause,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def budget_order(budget: int | str) -> tuple[int, float, str]:
     """Numeric budgets in numeric order, anything else (``all``) after them."""
     try:

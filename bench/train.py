@@ -107,12 +107,17 @@ def schedule(
     steps: int | None = None,
     min_steps: int | None = None,
     evaluations: int = 10,
+    max_steps: int | None = None,
+    scale: int = 1,
 ) -> Schedule:
     """The run's length from the config: ``steps`` exactly when given, else ``epochs`` over ``n_train`` examples,
-    raised to ``min_steps``; at most ``evaluations`` validations and never more than one per epoch."""
+    raised to ``min_steps`` and capped at ``max_steps``; times ``scale`` (a strategy that starts from random
+    weights trains longer); ``evaluations`` validations, evenly spaced."""
     per_epoch = batches_per_epoch(n_train, batch_size)
     total = steps if steps is not None else max(epochs * per_epoch, min_steps or 0)
-    return Schedule(total, min(evaluations, math.ceil(total / per_epoch)))
+    if steps is None and max_steps is not None:
+        total = min(total, max_steps)
+    return Schedule(total * scale, evaluations)
 
 
 def learning_rates(optimizer: torch.optim.Optimizer, plan: Schedule) -> torch.optim.lr_scheduler.LRScheduler:

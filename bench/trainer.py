@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from torch import nn
 
 from bench import backbones
 from bench.backbones.base import Classifier
@@ -16,7 +18,7 @@ from bench.data import LoadedDataset, Split, make_split
 from bench.features import cached_features, weights_digest
 from bench.inputs import preprocessed
 from bench.matrix import Cell
-from bench.probe import ProbeFit, fit_probe, load_into
+from bench.probe import ProbeFit, fit_probe, load_into, sweep_C
 from bench.strategies import Hyperparameters, get_strategy
 from bench.strategies.base import penalty
 from bench.train import Batches, EvalStats, accuracy, best, fit, predict, schedule
@@ -79,6 +81,10 @@ class CellTrainer:
         self.device = pick_device(exp.training.device)
         self.reuse_weights = True  # start runs from an in-memory copy of the pretrained weights
         self._digest: str | None = None
+        self._swept: dict[int, float] = {}  # seed -> the probe's C chosen on that seed's validation split
+        # the best untested run so far (a trial's): a final seed with its seed and hyperparameters tests it instead
+        # of training it again, since the same seed, split, init and shuffling train the same weights
+        self._kept: tuple[tuple[int, str], RunResult, nn.Module, dict[str, Batches]] | None = None
 
     def split(self, seed: int) -> Split:
         return split_of(self.exp, self.dataset, self.cell.budget, seed)
@@ -131,12 +137,22 @@ class CellTrainer:
             batches[p] = Batches(feats.to(self.device), y[i], np.arange(len(i)), bs, lambda f: f, self.device)
         return batches
 
-    def _probe(self, model: Classifier, split: Split, fits: list[ProbeFit]) -> Callable[[float], None]:
-        """``probe(C)``: fit the head as a converged logistic regression on the frozen backbone's features."""
+    def _probe(
+        self, model: Classifier, split: Split, seed: int, fits: list[ProbeFit]
+    ) -> Callable[[float | None], None]:
+        """``probe(C)``: fit the head as a converged logistic regression on the frozen backbone's features;
+        ``probe(None)`` chooses ``C`` on the validation split (``sweep_C``, once per seed)."""
 
-        def probe(C: float) -> None:
-            train = self._feature_batches(model, split)["train"]
-            fit = fit_probe(train.items, torch.from_numpy(train.labels), len(self.dataset.classes), C)
+        def probe(C: float | None) -> None:
+            batches = self._feature_batches(model, split)
+            train, val = batches["train"], batches["val"]
+            train_xy = (train.items, torch.from_numpy(train.labels))
+            if C is None and seed not in self._swept:
+                self._swept[seed], fit = sweep_C(
+                    train_xy, (val.items, torch.from_numpy(val.labels)), len(self.dataset.classes)
+                )
+            else:
+                fit = fit_probe(*train_xy, len(self.dataset.classes), self._swept[seed] if C is None else C)
             load_into(model.head, fit)
             fits.append(fit)
 
@@ -152,12 +168,33 @@ class CellTrainer:
         """Train at ``seed`` (split, init and shuffling) with ``hp``; evaluate on the test split if ``test``.
 
         The strategy's ``before_fit`` may probe the head; when it leaves no parameter to train (a linear probe),
-        the loop does not run at all.
+        the loop does not run at all. A test run whose seed and hyperparameters are those of the best run so far
+        without a test (the best trial: trials train at the final seed 0) tests that run's weights instead of
+        training the same weights again.
         """
         start = time.perf_counter()
+        same = (seed, json.dumps(hp, sort_keys=True))
+        if test and self._kept is not None and self._kept[0] == same:
+            _, result, module, batches = self._kept
+            self._kept = None
+        else:
+            result, module, batches = self._train(hp, seed, on_eval)
+            if not test and (self._kept is None or result.val_acc > self._kept[1].val_acc):
+                self._kept = (same, result, module, batches)
+        if test:
+            result.test_pred, result.test_true = predict(module, batches["test"])
+            result.test_acc = float((result.test_pred == result.test_true).mean())
+        result.seconds += time.perf_counter() - start
+        return result
+
+    def _train(
+        self, hp: Hyperparameters, seed: int, on_eval: Callable[[EvalStats], None]
+    ) -> tuple[RunResult, nn.Module, dict[str, Batches]]:
+        """One training run: the result, the module that predicts (the head alone on cached features when the
+        backbone is frozen) and the batches it reads."""
         split, fits = self.split(seed), []
         model = self.build_model(seed)
-        self.strategy.before_fit(model, hp, self._probe(model, split, fits))
+        self.strategy.before_fit(model, hp, self._probe(model, split, seed, fits))
         groups = [{**g, "params": list(g["params"])} for g in self.strategy.param_groups(model, hp)]
         if self.strategy.frozen_backbone:  # the backbone never changes: the head works on cached features
             module, batches = model.head, self._feature_batches(model, split)
@@ -167,7 +204,16 @@ class CellTrainer:
         if any(g["params"] for g in groups):
             training = self.exp.training
             n_train, bs = len(split.train), training.batch_size
-            plan = schedule(n_train, bs, training.epochs, training.steps, training.min_steps, training.evaluations)
+            plan = schedule(
+                n_train,
+                bs,
+                training.epochs,
+                training.steps,
+                training.min_steps,
+                training.evaluations,
+                training.max_steps,
+                self.strategy.step_scale,
+            )
             warmup = min(training.warmup_steps, plan.steps - 1)
             plan = replace(plan, patience=training.patience, warmup=warmup, batchnorm=training.batchnorm)
             history = fit(
@@ -187,8 +233,4 @@ class CellTrainer:
         else:
             val_acc, steps, best_step = accuracy(module, batches["val"]), 0, 0
         result = RunResult(model, history, val_acc, steps, best_step, 0.0, fits[-1] if fits else None)
-        if test:
-            result.test_pred, result.test_true = predict(module, batches["test"])
-            result.test_acc = float((result.test_pred == result.test_true).mean())
-        result.seconds = time.perf_counter() - start
-        return result
+        return result, module, batches

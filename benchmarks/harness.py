@@ -71,18 +71,27 @@ def data_modality(backbone: dict | str) -> str:
     return backbones.resolve(backbone if isinstance(backbone, str) else backbone["name"]).modality
 
 
-def harness_trial(exp: config.Experiment, dataset: data.LoadedDataset, tracker: Tracker) -> float:
-    """Seconds for a one-trial cell through tune(): its study, MLflow parent and trial runs, model and loop."""
+def harness_trial(exp: config.Experiment, dataset: data.LoadedDataset, tracker: Tracker) -> tuple[float, list[int]]:
+    """Seconds for a one-trial cell through tune(): its study, MLflow parent and trial runs, model and loop; and
+    the steps at which the trial validated (0: its starting weights, when it stops early), read from MLflow."""
     cell = expand(exp)[0]
     start = time.perf_counter()
     trainer = CellTrainer(cell, exp, dataset)
     with tracker.cell_run(cell, {}):
         tune(trainer, tracker)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    name = f"tags.mlflow.runName = '{cell.run_name}/trial0'"
+    trial = tracker.mlflow.search_runs(filter_string=name, output_format="list")  # the newest first
+    history = tracker.mlflow.MlflowClient().get_metric_history(trial[0].info.run_id, "val_acc")
+    return seconds, sorted({m.step for m in history})
 
 
-def bare_trial(exp: config.Experiment, dataset: data.LoadedDataset, template: torch.nn.Module) -> float:
-    """Seconds for the same steps and validations in a plain loop, on the same tensors, model and batch size."""
+def bare_trial(
+    exp: config.Experiment, dataset: data.LoadedDataset, template: torch.nn.Module, validations: list[int]
+) -> float:
+    """Seconds for the same steps and validations (``validations``, as the harness's trial took them) in a plain
+    loop with warm-up and cosine decay, on the same tensors, model and batch size; copying the weights at each
+    validation, as early stopping keeps its best."""
     trainer = CellTrainer(expand(exp)[0], exp, dataset)
     split, t = trainer.split(TUNING_SEED), exp.training
     bb = template.backbone
@@ -90,15 +99,28 @@ def bare_trial(exp: config.Experiment, dataset: data.LoadedDataset, template: to
     x_val = preprocessed(bb, dataset.train_items, split.val, dataset.manifest, "train")
     y_train = torch.from_numpy(dataset.train_labels[split.train])
     y_val = torch.from_numpy(dataset.train_labels[split.val])
-    plan = schedule(len(split.train), t.batch_size, t.epochs, t.steps, t.min_steps, t.evaluations)
-    evals = plan.eval_steps()
+    plan = schedule(len(split.train), t.batch_size, t.epochs, t.steps, t.min_steps, t.evaluations, t.max_steps)
+    steps = max(validations)
+
+    def validate() -> None:
+        model.eval()
+        with torch.no_grad():
+            val = [model(x_val[c]).argmax(1) for c in torch.arange(len(y_val)).split(t.batch_size)]
+        float((torch.cat(val) == y_val).float().mean())
+        {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.train()
+
     start = time.perf_counter()
     model = copy.deepcopy(template)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=True)  # as bench.train
-    lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.steps)
+    warm = torch.optim.lr_scheduler.LinearLR(optimizer, 1 / (t.warmup_steps + 1), 1.0, total_iters=t.warmup_steps)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.steps - t.warmup_steps)
+    lr_schedule = torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, cosine], milestones=[t.warmup_steps])
     n_batches = batches_per_epoch(len(y_train), t.batch_size)
+    if 0 in validations:
+        validate()
     step = 0
-    while step < plan.steps:
+    while step < steps:
         model.train()
         for chunk in torch.randperm(len(y_train)).tensor_split(n_batches):
             loss = F.cross_entropy(model(x_train[chunk]), y_train[chunk])
@@ -108,13 +130,9 @@ def bare_trial(exp: config.Experiment, dataset: data.LoadedDataset, template: to
             lr_schedule.step()
             step += 1
             loss.item()
-            if step in evals:
-                model.eval()
-                with torch.no_grad():
-                    val = [model(x_val[c]).argmax(1) for c in torch.arange(len(y_val)).split(t.batch_size)]
-                float((torch.cat(val) == y_val).float().mean())
-                model.train()
-            if step == plan.steps:
+            if step in validations:
+                validate()
+            if step == steps:
                 break
     return time.perf_counter() - start
 
@@ -173,14 +191,16 @@ def main() -> None:
         mock.patch.dict(os.environ, {paths.RESULTS_ENV: stores, paths.CACHE_ENV: str(cache)}),
     ):
         tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)  # once per experiment, as in a run
-        harness_trial(trial_experiment(1_000), dataset, tracker), bare_trial(exp, dataset, template)  # warm-up
-        harness, bare = [], []
+        _, validations = harness_trial(trial_experiment(1_000), dataset, tracker)  # warm-up
+        bare_trial(exp, dataset, template, validations)
+        harness, bare, taken = [], [], []
         for i in range(args.repeats):
-            harness.append(harness_trial(trial_experiment(i + 1), dataset, tracker))
-            bare.append(bare_trial(exp, dataset, template))
+            seconds, validations = harness_trial(trial_experiment(i + 1), dataset, tracker)
+            harness.append(seconds)
+            bare.append(bare_trial(exp, dataset, template, validations))
+            taken.append(max(validations))
     ratio = statistics.median(h / b for h, b in zip(harness, bare, strict=True))
-    t = exp.training
-    steps = schedule(10 * int(exp.budgets[0]), t.batch_size, t.epochs, t.steps, t.min_steps, t.evaluations).steps
+    steps = statistics.median(taken)
 
     smoke_run(cache)  # fills the caches, untimed
     smoke = [smoke_run(cache) for _ in range(max(3, args.repeats // 2))]

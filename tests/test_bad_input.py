@@ -82,6 +82,8 @@ FIELDS: dict[str, tuple[dict, str]] = {
     "unknown tracking scheme": ({"tracking_uri": "ftp://host/mlflow"}, "is not an MLflow tracking URI"),
     "unknown storage scheme": ({"optuna_storage": "redis://host/0"}, "is not an Optuna storage URL"),
     "steps and epochs": ({"training": {"steps": 10, "epochs": 2}}, "give either 'steps' or 'epochs'"),
+    "steps and a cap": ({"training": {"steps": 10, "max_steps": 20}}, "give either 'steps' or 'epochs'"),
+    "minimum above the cap": ({"training": {"min_steps": 50, "max_steps": 20}}, "min_steps (50) is above max_steps"),
     "unknown device": ({"training": {"device": "tpu"}}, "training.device: Input should be 'auto'"),
     "markup in a value": ({"backbones": ["[/bold]oops"]}, "unknown backbone '[/bold]oops'"),
     "a huge bad value": ({"backbones": ["x" * 100_000]}, "(99920 more characters)"),

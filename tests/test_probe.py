@@ -8,7 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from bench.probe import fit_probe, load_into
+from bench.probe import fit_probe, load_into, sweep_C
 
 
 def _problem(n=120, d=30, k=4, seed=0):
@@ -53,3 +53,18 @@ def test_stronger_regularisation_shrinks_the_weights_and_a_head_carries_the_fit(
     load_into(head, weak)
     feats = torch.from_numpy(x).float()
     assert torch.equal(head(feats).argmax(1), (feats @ weak.weight.T + weak.bias).argmax(1))
+
+
+def test_sweep_picks_the_C_with_the_best_validation_accuracy_and_the_most_regularised_on_ties():
+    x, y = _problem(n=60, d=40)
+    x_val, y_val = _problem(n=200, d=40, seed=1)
+    train, val = (torch.from_numpy(x), torch.from_numpy(y)), (torch.from_numpy(x_val).float(), torch.from_numpy(y_val))
+    grid = (1e-4, 1e-2, 1.0, 100.0)
+    accuracy = {}
+    for C in grid:
+        fit = fit_probe(*train, 4, C)
+        accuracy[C] = float(((val[0] @ fit.weight.T + fit.bias).argmax(1) == val[1]).float().mean())
+    C, fit = sweep_C(train, val, 4, grid)
+    assert accuracy[C] == max(accuracy.values()) and C == min(c for c in grid if accuracy[c] == accuracy[C])
+    assert torch.equal(fit.weight, fit_probe(*train, 4, C).weight)
+    assert len(set(accuracy.values())) > 1  # the grid's values differ on this problem: the choice means something

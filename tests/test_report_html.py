@@ -169,6 +169,24 @@ def test_the_report_shows_what_each_strategy_spent_for_its_accuracy(results_root
     assert finetune.steps.tolist() == [80.0, 80.0] and finetune.best_step.tolist() == [40.0, 40.0]
 
 
+def test_the_report_names_strategies_far_below_the_probe_with_the_measured_cause(results_root):
+    records = _records(ENVIRONMENT)  # finetune ends 10 points below feature_extraction in both cells
+    for r in records:
+        for s in r["seeds"]:  # finetune's runs stopped at step 60 of 100 and validated below the probe
+            s |= {"val_acc": 0.45, "steps": 100, "best_step": 60} if r["strategy"] == "finetune" else {"val_acc": 0.5}
+    text = write_report("constructed", records)[0].read_text()
+    section = text.split("## Below the linear probe")[1].split("\n## ")[0]
+    assert "| cifar10 | mobilenetv2_100 | 5 | finetune | -10.0 [-10.0, -10.0] | 45.0 (50.0) | 100 | 60 |" in section
+    assert section.count("fell after step 60") == 2 and "scratch" not in section  # scratch is not compared here
+    lift = {"finetune": 0.08}
+    fine = [
+        {**r, "seeds": [{**s, "test_acc": s["test_acc"] + lift.get(r["strategy"], 0)} for s in r["seeds"]]}
+        for r in records
+    ]
+    text = write_report("constructed", fine)[0].read_text()  # 2 points below: within the margin
+    assert "None: every strategy ends within 5 points of the probe." in text
+
+
 def test_cells_of_an_earlier_version_have_no_compute_figures(results_root):
     report, summary = write_report("constructed", _records(ENVIRONMENT))
     assert "recorded no seconds" in report.read_text() and not (report.parent / "accuracy_vs_compute.png").exists()

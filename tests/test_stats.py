@@ -192,6 +192,32 @@ def test_gains_pair_by_seed_and_flag_negative_transfer():
     assert g.loc["l2sp", "negative_transfer"] and g.loc["l2sp", "gain"] == pytest.approx(-0.2 / 3)
 
 
+def _runs(record, val, steps, kept):
+    for s, v, n, k in zip(record["seeds"], val, steps, kept, strict=True):
+        s.update(val_acc=v, steps=n, best_step=k)
+    return record
+
+
+def test_below_probe_flags_strategies_more_than_5_points_under_the_probe_with_the_measured_cause():
+    probe = _runs(_record("feature_extraction", [0.6, 0.6, 0.6]), [0.6, 0.6, 0.6], [0, 0, 0], [0, 0, 0])
+    records = [
+        probe,
+        _record("scratch", [0.1, 0.1, 0.1]),  # the baseline is compared with scratch, never with the probe
+        _runs(_record("lp_ft", [0.58, 0.57, 0.59]), [0.6, 0.6, 0.6], [40, 40, 40], [0, 0, 0]),  # within 5 points
+        _runs(_record("finetune", [0.4, 0.45, 0.5]), [0.5, 0.4, 0.45], [150, 150, 150], [150, 150, 150]),
+        _runs(_record("l2sp", [0.5, 0.5, 0.52]), [0.7, 0.6, 0.65], [60, 70, 80], [20, 30, 40]),
+        _runs(_record("bitfit", [0.5, 0.5, 0.52]), [0.4, 0.5, 0.45], [60, 70, 80], [20, 30, 40]),
+        _runs(_record("lora", [0.5, 0.5, 0.52], dataset="other"), [0.4] * 3, [60] * 3, [20] * 3),  # no probe there
+    ]
+    below = stats.below_probe(records).set_index("strategy")
+    assert set(below.index) == {"finetune", "l2sp", "bitfit"}
+    assert below.loc["finetune", "gap"] == pytest.approx(-0.15) and below.loc["finetune", "gap_ci_high"] < 0
+    assert below.loc["finetune", "cause"] == "still improving"  # kept its last step: the cap cut it short
+    assert below.loc["l2sp", "cause"] == "validation misled"  # validated above the probe, tested below it
+    assert below.loc["bitfit", "cause"] == "fell after step 30"
+    assert (below.loc["bitfit", "val_acc"], below.loc["bitfit", "probe_val_acc"]) == (0.45, 0.6)
+
+
 def test_a_strategy_that_wins_everywhere_ranks_first_and_wins_every_pair():
     records = []
     for budget in (10, 100):

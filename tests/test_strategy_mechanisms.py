@@ -19,7 +19,6 @@ HP = {
     "lambda": 1e-3,
     "alpha": 1e-2,
     "beta": 1e-3,
-    "probe_C": 0.1,
     "C": 0.1,
     "k": 2,
     "decay": 0.5,
@@ -127,17 +126,22 @@ def test_frozen_parameters_are_bit_identical_after_training(trainers, name):
         assert not changed & frozen
 
 
-def test_lp_ft_fine_tunes_from_the_converged_probe(trainers, monkeypatch):
-    entries = []
-    real_fit = trainer.fit
+def test_lp_ft_fine_tunes_from_the_converged_probe_with_C_chosen_on_validation(trainers, monkeypatch):
+    entries, chosen = [], []
+    real_fit, real_sweep = trainer.fit, trainer.sweep_C
 
     def spy(module, *args, **kwargs):
         entries.append(module.head.weight.detach().clone())
         return real_fit(module, *args, **kwargs)
 
+    def sweep(*args, **kwargs):
+        chosen.append(real_sweep(*args, **kwargs)[0])
+        return real_sweep(*args, **kwargs)
+
     monkeypatch.setattr(trainer, "fit", spy)
+    monkeypatch.setattr(trainer, "sweep_C", sweep)
     result = trainers["lp_ft"].run(HP, seed=0)
-    probe = trainers["feature_extraction"].run({"C": HP["probe_C"]}, seed=0)  # same split, features and C
+    probe = trainers["feature_extraction"].run({"C": chosen[0]}, seed=0)  # same split, features and C
     assert len(entries) == 1 and torch.equal(entries[0], probe.model.head.weight.detach())
     assert result.probe.converged and not torch.equal(result.model.head.weight, entries[0])  # then it trained
 

@@ -13,6 +13,7 @@ from conftest import tiny_experiment
 from bench import config, data
 from bench.matrix import expand, training_key
 from bench.strategies import STRATEGIES
+from bench.strategies.bitfit import BitFit
 from bench.tracking import Tracker, tracking_uri
 from bench.train import Batches, DivergedError, Schedule, accuracy, best, fit, learning_rates, schedule
 from bench.trainer import CellTrainer
@@ -85,7 +86,10 @@ def test_schedule_in_steps_and_with_a_minimum():
     assert schedule(100, 25, epochs=99, steps=7).steps == 7  # steps override epochs
     plan = schedule(100, 25, epochs=1, steps=30, evaluations=4)
     assert plan.eval_steps() == [8, 15, 22, 30]  # evenly spaced, the last step included
-    assert schedule(100, 25, epochs=2, evaluations=10).eval_steps() == [4, 8]  # at most one per epoch
+    assert schedule(100, 25, epochs=2, evaluations=10).eval_steps() == list(range(1, 9))  # at most one per step
+    assert schedule(1000, 25, epochs=9, min_steps=30, max_steps=50).steps == 50  # large budgets are capped
+    assert schedule(100, 25, epochs=9, min_steps=30, max_steps=50).steps == 36  # the cap is no minimum
+    assert schedule(100, 25, epochs=2, min_steps=30, max_steps=50, scale=3).steps == 90  # e.g. scratch
 
 
 @pytest.mark.parametrize("steps", [1, 7, 30])
@@ -116,7 +120,7 @@ def test_steps_and_epochs_together_are_a_config_error():
 def test_runs_from_the_in_memory_weights_equal_runs_that_read_them_from_disk(strategy):
     exp = config.parse(tiny_experiment(strategies=[strategy], training={"steps": 3, "batch_size": 16}))
     dataset = data.DATASETS.get("cifar10").load()
-    hp = {"lr": 1e-3, "weight_decay": 1e-4, "C": 0.1, "probe_C": 0.1}
+    hp = {"lr": 1e-3, "weight_decay": 1e-4, "C": 0.1}
     runs = []
     for reuse in (False, True, True):  # from disk, then twice from the in-memory copy
         trainer = CellTrainer(expand(exp)[0], exp, dataset)
@@ -126,6 +130,26 @@ def test_runs_from_the_in_memory_weights_equal_runs_that_read_them_from_disk(str
     for run in runs[1:]:
         assert run.history == runs[0].history and (run.test_pred == runs[0].test_pred).all()
         assert all(torch.equal(disk[k], v) for k, v in run.model.state_dict().items())
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "lp_ft"])
+def test_the_final_seed_0_tests_the_best_trials_weights_instead_of_training_them_again(strategy, monkeypatch):
+    exp = config.parse(tiny_experiment(strategies=[strategy], training={"steps": 4, "batch_size": 16}))
+    dataset = data.DATASETS.get("cifar10").load()
+    good, bad = {"lr": 1e-3, "weight_decay": 1e-4}, {"lr": 1e-7, "weight_decay": 1e-4}
+    trainer, trained = CellTrainer(expand(exp)[0], exp, dataset), []
+    real = trainer._train
+    monkeypatch.setattr(trainer, "_train", lambda *a: trained.append(a[:2]) or real(*a))
+    trials = [trainer.run(hp, seed=0) for hp in (good, bad)]  # trials train at seed 0
+    kept = max(trials, key=lambda r: r.val_acc)  # the first of equal ones, as Optuna's best trial
+    hp = good if kept is trials[0] else bad
+    final = trainer.run(dict(hp), seed=0, test=True)
+    assert len(trained) == 2 and final is kept  # tested, not trained again
+    again = CellTrainer(expand(exp)[0], exp, dataset).run(dict(hp), seed=0, test=True)  # a process that trains it
+    assert final.history == again.history and (final.test_pred == again.test_pred).all()
+    trainer.run(dict(hp), seed=1, test=True)
+    trainer.run(dict(hp), seed=0, test=True)  # tested once already: trained this time
+    assert trained[2:] == [(hp, 1), (hp, 0)]
 
 
 # Early stopping, the best validated weights, warm-up
@@ -182,7 +206,7 @@ def test_lp_ft_with_early_stopping_never_ends_below_its_probe():
         tiny_experiment(strategies=["lp_ft"], training={"steps": 12, "evaluations": 4, "patience": 2, "batch_size": 8})
     )
     trainer = CellTrainer(expand(exp)[0], exp, data.DATASETS.get("cifar10").load())
-    run = trainer.run({"probe_C": 1.0, "lr": 0.05, "weight_decay": 0.0}, seed=0)
+    run = trainer.run({"lr": 0.05, "weight_decay": 0.0}, seed=0)
     probe_val = run.history[0].val_acc  # step 0: the probed head on the pretrained backbone
     assert run.history[0].step == 0 and run.val_acc >= probe_val
     split = trainer.split(0)
@@ -247,14 +271,12 @@ def test_each_strategys_defaults_are_a_point_of_its_search_space(name):
 
 
 def test_a_study_starts_from_the_strategys_defaults_when_asked():
-    exp = config.parse(
-        tiny_experiment(strategies=["feature_extraction"], tuning={"n_trials": 2, "first_trial": "defaults"})
-    )
+    exp = config.parse(tiny_experiment(strategies=["bitfit"], tuning={"n_trials": 2, "first_trial": "defaults"}))
     cell = expand(exp)[0]
     trainer = CellTrainer(cell, exp, data.DATASETS.get("cifar10").load())
     tracker = Tracker(tracking_uri(None), exp.name)
     with tracker.cell_run(cell, {}):
         _, study = tune(trainer, tracker)
-    assert study.trials[0].params == {"C": 1.0} and study.trials[1].params != {"C": 1.0}
-    sampled = config.parse(tiny_experiment(strategies=["feature_extraction"], tuning={"n_trials": 2}))
+    assert study.trials[0].params == BitFit.defaults and study.trials[1].params != BitFit.defaults
+    sampled = config.parse(tiny_experiment(strategies=["bitfit"], tuning={"n_trials": 2}))
     assert expand(sampled)[0].key != cell.key  # a different protocol, so a different cell

@@ -12,7 +12,7 @@ import optuna
 import torch
 
 from bench.backbones.base import Classifier
-from bench.strategies.base import Hyperparameters, Step, Strategy, register_strategy
+from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, Step, Strategy, register_strategy
 
 K = 1  # singular values shrunk; the paper found k = 1 enough
 
@@ -26,7 +26,7 @@ def shrinkage(features: torch.Tensor, k: int = K) -> torch.Tensor:
 @register_strategy
 class BSS(Strategy):
     name = "bss"
-    defaults = {"lr": 1e-4, "weight_decay": 1e-4, "eta": 1e-3}  # Chen et al. 2019's eta
+    defaults = {"lr": FINE_TUNING_LR, "weight_decay": 1e-4, "eta": 1e-3}  # Chen et al. 2019's eta
     description = "fine-tune with eta * (smallest singular value of the batch's features)^2 (Chen et al. 2019)"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

@@ -17,7 +17,7 @@ import optuna
 import torch
 
 from bench.backbones.base import Classifier
-from bench.strategies.base import Hyperparameters, Step, Strategy, register_strategy
+from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, Step, Strategy, register_strategy
 
 
 def feature_distance(features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -28,7 +28,11 @@ def feature_distance(features: torch.Tensor, reference: torch.Tensor) -> torch.T
 @register_strategy
 class DELTA(Strategy):
     name = "delta"
-    defaults = {"lr": 1e-4, "weight_decay": 1e-4, "alpha": 0.01}  # alpha: the log-midpoint of its search range
+    defaults = {
+        "lr": FINE_TUNING_LR,
+        "weight_decay": 1e-4,
+        "alpha": 0.01,
+    }  # alpha: the log-midpoint of its search range
     description = "fine-tune with alpha/2 ||f(x) - f_pretrained(x)||^2 on the batch's features (Li et al. 2019)"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

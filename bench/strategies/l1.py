@@ -6,14 +6,14 @@ import optuna
 import torch
 
 from bench.strategies import penalties
-from bench.strategies.base import Hyperparameters, register_strategy
+from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, register_strategy
 from bench.strategies.l2 import L2
 
 
 @register_strategy
 class L1(L2):
     name = "l1"
-    defaults = {"lr": 1e-4, "lambda": 1e-6}  # lambda: the log-midpoint of its search range
+    defaults = {"lr": FINE_TUNING_LR, "lambda": 1e-6}  # lambda: the log-midpoint of its search range
     description = "fine-tune all weights with an L1 penalty lambda ||w||_1 toward zero"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

@@ -10,14 +10,18 @@ import optuna
 import torch
 
 from bench.strategies import penalties
-from bench.strategies.base import Hyperparameters, register_strategy
+from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, register_strategy
 from bench.strategies.l2sp import L2SP
 
 
 @register_strategy
 class L1SP(L2SP):
     name = "l1sp"
-    defaults = {"lr": 1e-4, "alpha": 1e-5, "beta": 0.01}  # alpha: the log-midpoint of its range; beta as L2-SP's
+    defaults = {
+        "lr": FINE_TUNING_LR,
+        "alpha": 1e-5,
+        "beta": 0.01,
+    }  # alpha: the log-midpoint of its range; beta as L2-SP's
     description = "fine-tune with alpha ||w - w_pretrained||_1 on the backbone + beta/2 ||w_head||^2"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

@@ -14,13 +14,13 @@ import torch
 
 from bench.backbones.base import Classifier
 from bench.strategies import penalties
-from bench.strategies.base import Hyperparameters, Step, Strategy, register_strategy
+from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, Step, Strategy, register_strategy
 
 
 @register_strategy
 class L2(Strategy):
     name = "l2"
-    defaults = {"lr": 1e-4, "lambda": 1e-4}  # lambda: the usual weight decay of 1e-4, as a penalty
+    defaults = {"lr": FINE_TUNING_LR, "lambda": 1e-4}  # lambda: the usual weight decay of 1e-4, as a penalty
     description = "fine-tune all weights with an L2 penalty lambda/2 ||w||^2 toward zero"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

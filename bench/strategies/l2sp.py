@@ -13,13 +13,13 @@ import torch
 
 from bench.backbones.base import Classifier
 from bench.strategies import penalties
-from bench.strategies.base import Hyperparameters, Step, Strategy, register_strategy
+from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, Step, Strategy, register_strategy
 
 
 @register_strategy
 class L2SP(Strategy):
     name = "l2sp"
-    defaults = {"lr": 1e-4, "alpha": 0.1, "beta": 0.01}  # Li et al. 2018's alpha and beta
+    defaults = {"lr": FINE_TUNING_LR, "alpha": 0.1, "beta": 0.01}  # Li et al. 2018's alpha and beta
     description = "fine-tune with alpha/2 ||w - w_pretrained||^2 on the backbone + beta/2 ||w_head||^2 (Li et al. 2018)"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

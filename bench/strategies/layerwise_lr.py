@@ -10,13 +10,17 @@ from typing import Any
 import optuna
 
 from bench.backbones.base import Classifier
-from bench.strategies.base import Hyperparameters, Strategy, register_strategy
+from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, Strategy, register_strategy
 
 
 @register_strategy
 class LayerwiseLR(Strategy):
     name = "layerwise_lr"
-    defaults = {"lr": 1e-4, "weight_decay": 1e-4, "decay": 0.75}  # layer decay as BEiT and ELECTRA tune it (0.65-0.9)
+    defaults = {
+        "lr": FINE_TUNING_LR,
+        "weight_decay": 1e-4,
+        "decay": 0.75,
+    }  # layer decay as BEiT and ELECTRA tune it (0.65-0.9)
     description = "fine-tune all weights with learning rates decaying by a factor per block from head to input"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

@@ -11,13 +11,17 @@ from typing import Any
 import optuna
 
 from bench.backbones.base import Classifier
-from bench.strategies.base import Hyperparameters, Strategy, register_strategy
+from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, Strategy, register_strategy
 
 
 @register_strategy
 class Partial(Strategy):
     name = "partial"
-    defaults = {"lr": 1e-4, "weight_decay": 1e-4, "k": 2}  # the last two blocks, as the common "fine-tune the top"
+    defaults = {
+        "lr": FINE_TUNING_LR,
+        "weight_decay": 1e-4,
+        "k": 2,
+    }  # the last two blocks, as the common "fine-tune the top"
     description = "fine-tune only the top k backbone blocks and the head (k searched), the rest frozen"
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

@@ -12,6 +12,7 @@ class Scratch(Strategy):
     name = "scratch"
     description = "same architecture with random weights, all weights train (the baseline)"
     pretrained = False
+    step_scale = 3  # random weights learn slower than pretrained ones: three times the steps, the same early stopping
     defaults = {"lr": 1e-3, "weight_decay": 1e-4}  # Adam's default learning rate (Kingma and Ba 2015)
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:
