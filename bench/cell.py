@@ -77,7 +77,11 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, env: dict[str, str] | None 
         accs = [r["test_acc"] for r in finals]
         mean, std = statistics.fmean(accs), (statistics.stdev(accs) if len(accs) > 1 else 0.0)
         f1 = statistics.fmean(r["test_macro_f1"] for r in finals)
-        tracker.log_metrics({"test_acc_mean": mean, "test_acc_std": std, "test_macro_f1_mean": f1})
+        spent = {  # the cell's compute: its final runs' median steps, and its seconds with the tuning
+            "steps_median": statistics.median(r.get("steps", 0) for r in finals),
+            "cell_seconds": round(time.perf_counter() - start, 1),
+        }
+        tracker.log_metrics({"test_acc_mean": mean, "test_acc_std": std, "test_macro_f1_mean": f1, **spent})
         _log_confusion(tracker, cell, finals, trainer.dataset.classes, mean)
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     return {

@@ -251,7 +251,7 @@ def _list(what: str, console: Console) -> None:
     else:
         table = Table("name", "pretrained", "description", "defaults (tuning.first_trial: defaults)")
         for name, cls in strategies.STRATEGIES:
-            defaults = " ".join(f"{k}={v:g}" for k, v in cls.defaults.items())
+            defaults = " ".join(f"{k}={v:g}" for k, v in cls.defaults.items()) or "nothing to tune"
             table.add_row(name, "yes" if cls.pretrained else "no", cls.description, defaults)
         console.print(table)
 

@@ -95,6 +95,9 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     for tag in ("modality", "backbone", "dataset", "budget", "strategy", "cell_key"):
         assert parents[f"tags.{tag}"].notna().all(), tag
     assert parents["metrics.test_acc_mean"].notna().all() and parents["metrics.test_macro_f1_mean"].notna().all()
+    assert (parents["metrics.cell_seconds"] > 0).all()  # each cell's compute, beside its accuracy
+    probe = parents["tags.strategy"] == "feature_extraction"
+    assert (parents[probe]["metrics.steps_median"] == 0).all() and (parents[~probe]["metrics.steps_median"] > 0).all()
     transfer = parents[parents["tags.strategy"] != "scratch"]
     assert transfer["metrics.gain_over_scratch"].notna().all()
     assert transfer["metrics.transfer.logme"].notna().all()  # the pretrained backbone's score, on its cells
