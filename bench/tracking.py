@@ -3,11 +3,12 @@ per backbone with its transferability scores, a summary run with the report, and
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,20 +178,40 @@ class Tracker:
 
     @contextmanager
     def _run(self, **start: Any) -> Iterator[None]:
-        """``mlflow.start_run(**start)``, ended KILLED when the process is interrupted (Ctrl-C, SIGTERM), FAILED
-        on an error, FINISHED otherwise."""
+        """``mlflow.start_run(**start)``, ended FAILED on an error, FINISHED otherwise. On Ctrl-C or SIGTERM it is
+        left open for ``stopped`` to end KILLED once the interrupt has unwound (see there)."""
         run_id = self.mlflow.start_run(**start).info.run_id
         self._open.add(run_id)
-        status = "FAILED"
         try:
             yield
-            status = "FINISHED"
         except KeyboardInterrupt:
-            status = "KILLED"
             raise
-        finally:
-            self.mlflow.end_run(status)
-            self._open.discard(run_id)
+        except BaseException:
+            self._end(run_id, "FAILED")
+            raise
+        self._end(run_id, "FINISHED")
+
+    def _end(self, run_id: str, status: str) -> None:
+        self.mlflow.end_run(status)
+        self._open.discard(run_id)
+
+    def stopped(self, work: Callable[[], None]) -> type[KeyboardInterrupt] | None:
+        """Run ``work``; if Ctrl-C or SIGTERM stops it, end as KILLED every run it left open and return the
+        interrupt's type (for the caller to raise once its own clean-up is done), else None.
+
+        The runs are ended after the interrupt has unwound, not while it does: an interrupt that lands inside a
+        store write (an MLflow metric, an Optuna trial) can leave that write's connection in the middle of its
+        transaction, holding the store's lock, referenced only by the interrupt's traceback; writing before that
+        traceback is freed waits for the lock and fails."""
+        try:
+            work()
+        except KeyboardInterrupt as stop:
+            interrupt = type(stop)
+        else:
+            return None
+        gc.collect()  # the traceback is gone: its cut-off connections are freed, rolled back and unlocked
+        self.end_open_runs()
+        return interrupt
 
     def end_open_runs(self) -> None:
         """After an interrupt: end as KILLED every run this process left RUNNING, wherever the interrupt landed

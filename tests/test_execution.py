@@ -122,6 +122,51 @@ def test_ctrl_c_during_a_final_seed_ends_runs_killed_and_the_rerun_reuses_them(e
     _assert_exactly_once(results)
 
 
+def test_runs_cut_off_inside_a_store_write_are_ended_killed_without_waiting_for_its_lock(monkeypatch):
+    """An interrupt can land in a store write after its insert and before its rollback: the session, kept alive by
+    the interrupt's traceback (and by its own reference cycles), then holds the store's write lock. The runs are
+    ended after the interrupt has unwound, so their clean-up neither waits a minute for that lock nor fails."""
+    import sqlalchemy.orm
+    from conftest import tiny_experiment
+
+    from bench import config, stores
+    from bench.matrix import expand
+    from bench.tracking import Tracker, tracking_uri
+    from bench.tuning import storage_url
+
+    exp = config.parse(tiny_experiment())
+    stores.prepare(tracking_uri(None), storage_url(None))
+    tracker = Tracker(tracking_uri(None), exp.name)
+    armed = {"commit": False, "close": False}
+    real_commit, real_close = sqlalchemy.orm.Session.commit, sqlalchemy.orm.Session.close
+
+    def cut_commit(self):
+        if armed["commit"]:
+            armed["commit"], armed["close"] = False, True
+            self.flush()  # the insert is made: this connection now holds the write lock
+            raise KeyboardInterrupt
+        return real_commit(self)
+
+    def cut_close(self):
+        if armed["close"]:
+            armed["close"] = False
+            raise KeyboardInterrupt  # the second half of the cut: no rollback, the lock stays
+        return real_close(self)
+
+    monkeypatch.setattr(sqlalchemy.orm.Session, "commit", cut_commit)
+    monkeypatch.setattr(sqlalchemy.orm.Session, "close", cut_close)
+
+    def work() -> None:
+        with tracker.cell_run(expand(exp)[0], {}):
+            armed["commit"] = True
+            tracker.log_metrics({"val_acc": 0.5})
+
+    assert tracker.stopped(work) is KeyboardInterrupt
+    assert not armed["commit"] and not armed["close"], "the write was not cut off as planned"
+    status = [s for (s,) in _query(Path(tracking_uri(None)[len("sqlite:///") :]), "SELECT status FROM runs")]
+    assert status == ["KILLED"]
+
+
 def test_a_run_started_while_every_core_trains_elsewhere_waits_before_any_work(
     exp_file, reference, tmp_path, monkeypatch
 ):

@@ -8,6 +8,7 @@ finished or failed.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -52,6 +53,7 @@ def work(
     claims = leases.for_store(storage_url(exp.optuna_storage))
     tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
     loaded = {} if loaded is None else loaded
+    where = where or {}
 
     def say(msg: str) -> None:
         emit(Event("status", worker, msg))
@@ -59,28 +61,28 @@ def work(
     def unsettled() -> list[Cell]:
         return [c for c in cells if not _settled(exp, c, run_id)]
 
-    try:
+    def loop() -> None:
         while pending := unsettled():
             # cores first (a worker waiting for them holds no cell), kept from one cell to the next
             with hold(exp.training.threads, say):
                 while (cell := next((c for c in pending if claims.try_claim(c.key)), None)) is not None:
                     try:
                         if not _settled(exp, cell, run_id):  # it may have finished between the look and the claim
-                            _train(exp, cell, worker, emit, run_id, tracker, loaded, where or {})
-                    except KeyboardInterrupt:
-                        tracker.end_open_runs()  # before the claim goes: whoever waits for it finds them ended
-                        # and a run the interrupt cut off while MLflow was starting it, which only the store knows
-                        tracker.end_orphans(cell, set(results.saved_seeds(exp.name, cell, exp.seeds)))
-                        raise
+                            train = functools.partial(_train, exp, cell, worker, emit, run_id, tracker, loaded, where)
+                            if (interrupt := tracker.stopped(train)) is not None:
+                                # its runs are ended before the claim goes, for whoever waits for it; and a run
+                                # the interrupt cut off while MLflow was starting it, which only the store knows
+                                tracker.end_orphans(cell, set(results.saved_seeds(exp.name, cell, exp.seeds)))
+                                raise interrupt
                     finally:
                         claims.release(cell.key)
                     pending = unsettled()
             if pending:  # every one left is held by another worker: its cores go to whoever can use them
                 say(f"waiting for {len(pending)} cell(s) that other workers are training")
                 time.sleep(WAIT_SECONDS)
-    except KeyboardInterrupt:
-        tracker.end_open_runs()
-        raise
+
+    if (interrupt := tracker.stopped(loop)) is not None:
+        raise interrupt
 
 
 def _settled(exp: Experiment, cell: Cell, run_id: str) -> bool:
