@@ -16,11 +16,23 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy
+
 from bench import paths
 
 log = logging.getLogger(__name__)
 
 SQLITE = "sqlite:///"
+
+# Claims on cells (bench/execution/claims.py), in the Optuna storage that every worker of a matrix shares: part of
+# that store's schema, so created with it, once.
+CLAIMS = sqlalchemy.Table(
+    "transferbench_claims",
+    sqlalchemy.MetaData(),
+    sqlalchemy.Column("key", sqlalchemy.String(64), primary_key=True),
+    sqlalchemy.Column("owner", sqlalchemy.String(256), nullable=False),
+    sqlalchemy.Column("expires", sqlalchemy.Float, nullable=False),
+)
 
 
 class StoreError(RuntimeError):
@@ -76,8 +88,6 @@ def _prepare(uri: str, build: Callable[[str], None], table: str, upgrade: str) -
 
 def _reach(uri: str) -> None:
     """A server store answers, or a StoreError says which one does not and why (before any work is done)."""
-    import sqlalchemy
-
     shown = _without_password(uri)
     if uri.startswith(("http://", "https://")):
         try:
@@ -108,8 +118,6 @@ def _reach(uri: str) -> None:
 
 def _without_password(uri: str) -> str:
     """``uri`` with a password in it replaced by ``***``."""
-    import sqlalchemy
-
     if uri.startswith(("http://", "https://")):
         return uri
     try:
@@ -151,12 +159,9 @@ def _build_mlflow(uri: str) -> None:
 def _build_optuna(url: str) -> None:
     """Open (creating or checking the schema of) an Optuna storage, with the cell claims table beside it."""
     import optuna
-    import sqlalchemy
-
-    from bench.execution.claims import create_table
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.storages.RDBStorage(url).engine.dispose()
     engine = sqlalchemy.create_engine(url)
-    create_table(engine)
+    CLAIMS.create(engine, checkfirst=True)
     engine.dispose()

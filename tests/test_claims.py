@@ -10,14 +10,14 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from bench import cores, environment, paths
+from bench import cores, environment, paths, stores
 from bench.execution import claims
 from bench.execution.claims import Claims
 
 
 def _url(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'claims.db'}"
-    claims.create_table(sa.create_engine(url))
+    stores.CLAIMS.create(sa.create_engine(url))
     return url
 
 

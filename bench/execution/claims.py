@@ -22,18 +22,7 @@ from bench import stores
 LEASE_SECONDS = 120.0  # a holder on another machine that stopped renewing is presumed dead after this
 RENEW_SECONDS = 20.0
 
-_metadata = sa.MetaData()
-_claims = sa.Table(
-    "transferbench_claims",
-    _metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("owner", sa.String(256), nullable=False),
-    sa.Column("expires", sa.Float, nullable=False),
-)
-
-
-def create_table(engine: sa.Engine) -> None:
-    _metadata.create_all(engine)
+_claims = stores.CLAIMS
 
 
 def _alive(owner: str) -> bool:
