@@ -172,8 +172,12 @@ def test_pretrained_is_the_packaged_file_and_scratch_differs(fsdd, name):
         checkpoint = torch.load(
             audio.package_file("resemblyzer", "pretrained.pt"), map_location="cpu", weights_only=True
         )
-        expected = {k: v for k, v in checkpoint["model_state"].items() if not k.startswith("similarity_")}
+        state = checkpoint["model_state"]
+        expected = {k: v for k, v in state.items() if not k.startswith("similarity_")}
         loaded, random = pre.state_dict(), scratch.state_dict()
+        # the features are at GE2E's similarity scale: the checkpoint's, or GE2E's initial one for scratch
+        assert torch.equal(loaded.pop("scale"), state["similarity_weight"].reshape(()))
+        assert random.pop("scale").item() == audio.GE2E_INITIAL_SCALE
     assert loaded.keys() == expected.keys() == random.keys()
     assert all(torch.equal(loaded[k], v) for k, v in expected.items())
     assert all(random[k].shape == v.shape for k, v in expected.items())
@@ -211,7 +215,8 @@ def test_resemblyzer_matches_the_reference_package(fsdd):
         assert x["lengths"].tolist() == [len(mel)]
         assert np.allclose(x["mel"][0, : len(mel)].numpy(), mel, rtol=1e-4, atol=1e-5)
         with torch.no_grad():
-            assert torch.allclose(bb(x), reference(torch.from_numpy(mel)[None]), atol=1e-5)
+            embedding = bb(x) / bb.scale  # the package's unit-norm embedding, at GE2E's similarity scale here
+            assert torch.allclose(embedding, reference(torch.from_numpy(mel)[None]), atol=1e-5)
 
 
 # preprocessing

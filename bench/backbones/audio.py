@@ -141,8 +141,19 @@ def _build_crepe(
     return CrepeBackbone(crepe, clip_seconds)
 
 
+GE2E_INITIAL_SCALE = 10.0  # GE2E's similarity weight before training (Wan et al. 2018, section 2.1)
+
+
 class SpeakerEncoder(AudioBackbone):
-    """resemblyzer's GE2E speaker encoder: a 3-layer LSTM over 40-band mel frames, 256-d L2-normed embedding.
+    """resemblyzer's GE2E speaker encoder: a 3-layer LSTM over 40-band mel frames, 256-d L2-normed embedding,
+    times GE2E's similarity scale.
+
+    GE2E (Wan et al. 2018) trains the embedding through logits ``w * cos(e, c) + b``, w learned from 10: the
+    checkpoint's is 70.9. The features are ``w * e``, so that a linear head's logits start at the scale the encoder
+    was trained at; on the unit-norm ``e`` alone they start near 0.06, the softmax is flat and a head trained by
+    gradient barely moves in hundreds of steps (fine-tuning then trailed the probe on FSDD by 30 points and the
+    scratch baseline never left chance). With random weights ``w`` is GE2E's initial 10. The scale changes nothing
+    for a probe (its features are standardised).
 
     The mel is resemblyzer's own (``wav_to_mel_spectrogram``: librosa power mel, 25 ms window, 10 ms hop, not
     log-compressed) after its volume normalisation (raise to -30 dBFS, never lower). Its voice-activity trimming
@@ -155,6 +166,7 @@ class SpeakerEncoder(AudioBackbone):
         super().__init__(16000, clip_seconds)
         self.lstm = nn.LSTM(self.n_mels, 256, 3, batch_first=True)
         self.linear = nn.Linear(256, 256)
+        self.register_buffer("scale", torch.tensor(GE2E_INITIAL_SCALE))  # GE2E's similarity weight w
         self.feature_dim = 256
 
     def preprocess(self, items: Sequence[tuple[Any, int]]) -> dict[str, torch.Tensor]:
@@ -188,7 +200,7 @@ class SpeakerEncoder(AudioBackbone):
             batch["mel"], batch["lengths"].cpu(), batch_first=True, enforce_sorted=False
         )
         _, (hidden, _) = self.lstm(packed)
-        return F.normalize(F.relu(self.linear(hidden[-1])), dim=1)
+        return self.scale * F.normalize(F.relu(self.linear(hidden[-1])), dim=1)
 
 
 @functools.cache
@@ -205,7 +217,10 @@ def _build_resemblyzer(
         file = weights or package_file("resemblyzer", "pretrained.pt")
         state = torch.load(file, map_location="cpu", weights_only=True)
         state = state.get("model_state", state)  # resemblyzer's checkpoint also holds its training state
-        encoder.load_state_dict({k: v for k, v in state.items() if not k.startswith("similarity_")})
+        encoder.load_state_dict(
+            {k: v for k, v in state.items() if not k.startswith("similarity_")}
+            | {"scale": state["similarity_weight"].reshape(())}
+        )
     return encoder
 
 
