@@ -185,7 +185,8 @@ class TrainingConfig(_Strict):
     batchnorm: Literal["train", "frozen"] = Field(
         "train",
         description="BatchNorm while training: 'train' updates the running statistics from each batch (they adapt "
-        "to the new data); 'frozen' keeps the pretrained ones (their scale and shift still train)",
+        "to the new data); 'frozen' keeps the pretrained ones (their scale and shift still train; scratch, which has "
+        "none, always learns its own)",
     )
     batch_size: int = Field(32, ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"

@@ -215,7 +215,9 @@ class CellTrainer:
                 self.strategy.step_scale,
             )
             warmup = min(training.warmup_steps, plan.steps - 1)
-            plan = replace(plan, patience=training.patience, warmup=warmup, batchnorm=training.batchnorm)
+            # random weights have no statistics worth keeping: a network trained from scratch always learns its own
+            batchnorm = training.batchnorm if self.strategy.pretrained else "train"
+            plan = replace(plan, patience=training.patience, warmup=warmup, batchnorm=batchnorm)
             history = fit(
                 module,
                 groups,

@@ -12,7 +12,7 @@ from conftest import tiny_experiment
 
 from bench import config, data
 from bench.matrix import expand, training_key
-from bench.strategies import STRATEGIES
+from bench.strategies import STRATEGIES, get_strategy
 from bench.strategies.bitfit import BitFit
 from bench.tracking import Tracker, tracking_uri
 from bench.train import Batches, DivergedError, Schedule, accuracy, best, fit, learning_rates, schedule
@@ -254,6 +254,16 @@ def test_frozen_batchnorm_keeps_its_statistics_and_trains_its_scale(batchnorm):
     unchanged = torch.equal(norm.running_mean, stats[0]) and torch.equal(norm.running_var, stats[1])
     assert unchanged == (batchnorm == "frozen") and not torch.equal(norm.weight, scale)
     assert norm.num_batches_tracked.item() == (0 if batchnorm == "frozen" else 8)
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "scratch"])
+def test_frozen_batchnorm_keeps_pretrained_statistics_and_scratch_learns_its_own(strategy):
+    exp = config.parse(tiny_experiment(strategies=[strategy], training={"epochs": 1, "batchnorm": "frozen"}))
+    trainer = CellTrainer(expand(exp)[0], exp, data.DATASETS.get("cifar10").load())
+    result = trainer.run(get_strategy(strategy).defaults, seed=0)
+    norms = [m for m in result.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and result.steps > 0
+    assert all((m.num_batches_tracked.item() > 0) == (strategy == "scratch") for m in norms)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, cls in STRATEGIES if cls.__module__.startswith("bench.strategies")))
