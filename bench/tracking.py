@@ -251,10 +251,17 @@ class Tracker:
             if runs
             else {"run_name": f"{experiment}/summary", "tags": {"stage": "summary"}}
         )
-        with self._run(**kwargs):
-            for f in files:
-                self.mlflow.log_artifact(str(f))
-            return self.mlflow.active_run().info.run_name
+        names = []
+
+        def log() -> None:
+            with self._run(**kwargs):
+                for f in files:
+                    self.mlflow.log_artifact(str(f))
+                names.append(self.mlflow.active_run().info.run_name)
+
+        if (interrupt := self.stopped(log)) is not None:  # the summary run ends KILLED, as cells' runs do
+            raise interrupt
+        return names[0]
 
     def set_description(self, text: str) -> None:
         """The experiment's description in the MLflow UI (markdown), replacing the one before."""
