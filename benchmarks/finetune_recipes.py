@@ -25,7 +25,6 @@ import copy
 import itertools
 import math
 import time
-from pathlib import Path
 
 import record  # benchmarks/record.py
 import torch
@@ -35,8 +34,6 @@ from bench import config, data, environment
 from bench.matrix import expand
 from bench.train import Batches, accuracy, training_mode
 from bench.trainer import CellTrainer
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def experiment(args: argparse.Namespace) -> config.Experiment:
