@@ -176,8 +176,8 @@ class TrainingConfig(_Strict):
         ge=1,
         le=1000,
         description="early stopping: a run also validates its starting weights, stops once this many validations "
-        "in a row have not beaten its best, and ends with the weights of its best validation (default: off; every "
-        "run takes all its steps and keeps its last weights)",
+        "in a row after the warm-up have not beaten its best, and ends with the weights of its best validation "
+        "(default: off; every run takes all its steps and keeps its last weights)",
     )
     warmup_steps: int = Field(
         0, ge=0, le=1_000_000, description="optimiser steps of linear learning-rate warm-up before the cosine decay"

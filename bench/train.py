@@ -84,9 +84,10 @@ class Schedule:
     ``steps`` optimiser steps at most, with validation after ``evaluations`` evenly spaced steps (the last one
     included); Optuna's pruner sees one report per validation. The learning rate warms up linearly over
     ``warmup`` steps, then decays along a cosine to zero at ``steps``. With ``patience``, the run also validates
-    before its first step, stops once ``patience`` validations in a row have not beaten the best one, and ends
-    holding the weights of its best validation (the earliest, on ties). With ``batchnorm="frozen"`` BatchNorm
-    layers keep the statistics they start with (their scale and shift still train).
+    before its first step, stops once ``patience`` validations in a row after the warm-up have not beaten the
+    best one, and ends holding the weights of its best validation (the earliest, on ties). With
+    ``batchnorm="frozen"`` BatchNorm layers keep the statistics they start with (their scale and shift still
+    train).
     """
 
     steps: int
@@ -224,7 +225,7 @@ def fit(
                 on_eval(stats)
                 if kept is not None and stats.val_acc > kept.val_acc:
                     kept, saved, waited = stats, _copy_of(model), 0
-                elif kept is not None:
+                elif kept is not None and step > plan.warmup:  # not while the learning rate is still rising
                     waited += 1
                 training_mode(model, plan.batchnorm)
             if step == plan.steps or waited == plan.patience:

@@ -172,6 +172,15 @@ def test_early_stopping_ends_with_the_starting_weights_when_training_only_hurts(
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
 
 
+def test_validations_during_the_warm_up_do_not_count_towards_patience():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    plan = Schedule(100, evaluations=25, patience=3, warmup=10)  # validations at 4 and 8 fall in the warm-up
+    history = fit(model, [{"params": model.parameters()}], _toy(), _anti(), plan, lr=0.1, weight_decay=0.0, seed=0)
+    assert best(history) is history[0]  # training only hurts, as above
+    assert [s.step for s in history] == [0, 4, 8, 12, 16, 20]  # 3 validations after the warm-up, then it stops
+
+
 def test_a_run_with_patience_ends_holding_the_weights_of_its_best_validation():
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
