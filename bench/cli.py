@@ -226,7 +226,10 @@ def _length(training) -> str:
         length = f"{training.epochs} epochs{bounds}"
     if training.patience is None:
         return length
-    return f"at most {length}, stopping after {training.patience} validations past the warm-up without a better one"
+    return (
+        f"at most {length}, stopping after {training.patience} validations past the warm-up without a better one "
+        "(once the run has beaten its starting weights)"
+    )
 
 
 def _list(what: str, console: Console) -> None:

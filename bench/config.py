@@ -176,7 +176,8 @@ class TrainingConfig(_Strict):
         ge=1,
         le=1000,
         description="early stopping: a run also validates its starting weights, stops once this many validations "
-        "in a row after the warm-up have not beaten its best, and ends with the weights of its best validation "
+        "in a row after the warm-up, and after it has beaten its starting weights, have not beaten its best, and "
+        "ends with the weights of its best validation "
         "(default: off; every run takes all its steps and keeps its last weights)",
     )
     warmup_steps: int = Field(

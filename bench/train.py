@@ -84,8 +84,10 @@ class Schedule:
     ``steps`` optimiser steps at most, with validation after ``evaluations`` evenly spaced steps (the last one
     included); Optuna's pruner sees one report per validation. The learning rate warms up linearly over
     ``warmup`` steps, then decays along a cosine to zero at ``steps``. With ``patience``, the run also validates
-    before its first step, stops once ``patience`` validations in a row after the warm-up have not beaten the
-    best one, and ends holding the weights of its best validation (the earliest, on ties). With
+    before its first step, stops once ``patience`` validations in a row have not beaten the best one, and ends
+    holding the weights of its best validation (the earliest, on ties). Validations count towards patience after
+    the warm-up, and once the run has beaten its starting weights: a run still at its start (random weights on a
+    plateau, LP-FT's probe not yet improved on) has not stalled, it has not begun, and takes all its steps. With
     ``batchnorm="frozen"`` BatchNorm layers keep the statistics they start with (their scale and shift still
     train).
     """
@@ -225,8 +227,8 @@ def fit(
                 on_eval(stats)
                 if kept is not None and stats.val_acc > kept.val_acc:
                     kept, saved, waited = stats, _copy_of(model), 0
-                elif kept is not None and step > plan.warmup:  # not while the learning rate is still rising
-                    waited += 1
+                elif kept is not None and step > plan.warmup and kept.step > 0:
+                    waited += 1  # not while the learning rate still rises, nor before the run beats its start
                 training_mode(model, plan.batchnorm)
             if step == plan.steps or waited == plan.patience:
                 break

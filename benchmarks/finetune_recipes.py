@@ -51,11 +51,23 @@ def experiment(args: argparse.Namespace) -> config.Experiment:
 
 
 def bare_fine_tune(
-    model: torch.nn.Module, batches: dict[str, Batches], lr: float, batchnorm: str, steps: int, every: int, seed: int
+    model: torch.nn.Module,
+    batches: dict[str, Batches],
+    lr: float,
+    batchnorm: str,
+    steps: int,
+    every: int,
+    seed: int,
+    head_lr_scale: float = 1.0,
 ) -> dict[str, float]:
-    """The whole network trained for ``steps`` AdamW steps (weight decay 0.01, 10 warm-up steps, cosine to 0);
-    test accuracy of the best validated weights (the earliest on ties) and of the last step."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    """The whole network trained for ``steps`` AdamW steps (weight decay 0.01, 10 warm-up steps, cosine to 0; the
+    head's rate ``head_lr_scale`` times the backbone's); test accuracy of the best validated weights (the earliest
+    on ties) and of the last step."""
+    groups = [
+        {"params": list(model.backbone.parameters())},
+        {"params": list(model.head.parameters()), "lr": lr * head_lr_scale},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
     warmup = 10
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -99,6 +111,11 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=25, help="validate every this many steps")
     parser.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--heads", nargs="+", choices=["new", "probe"], default=["new", "probe"])
+    parser.add_argument("--batchnorms", nargs="+", choices=["train", "frozen"], default=["train", "frozen"])
+    parser.add_argument(
+        "--head-lr-scales", type=float, nargs="+", default=[1.0], help="the head's learning rate over the backbone's"
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     environment.set_threads(args.threads)
@@ -114,16 +131,17 @@ def main() -> None:
         probe = {"test": accuracy(model, batches["test"]), "C": trainer._swept[seed]}
         print(f"seed {seed}: linear probe (C={probe['C']:g}) test {probe['test']:.3f}", flush=True)
         probe_head = copy.deepcopy(model.state_dict())
-        for head, batchnorm, lr in itertools.product(["new", "probe"], ["train", "frozen"], args.lrs):
+        grid = itertools.product(args.heads, args.batchnorms, args.lrs, args.head_lr_scales)
+        for head, batchnorm, lr, scale in grid:
             model.load_state_dict(new_head if head == "new" else probe_head)
             start = time.perf_counter()
-            out = bare_fine_tune(model, batches, lr, batchnorm, args.steps, args.every, seed)
-            row = {"seed": seed, "head": head, "batchnorm": batchnorm, "lr": lr, **out}
+            out = bare_fine_tune(model, batches, lr, batchnorm, args.steps, args.every, seed, scale)
+            row = {"seed": seed, "head": head, "batchnorm": batchnorm, "lr": lr, "head_lr_scale": scale, **out}
             row |= {"probe_test": probe["test"], "seconds": round(time.perf_counter() - start, 1)}
             rows.append(row)
             print(
-                f"  head {head:5} BN {batchnorm:6} lr {lr:.0e}: test {out['test_best']:.3f} at its best validation "
-                f"(step {out['best_step']}), {out['test_last']:.3f} at step {args.steps}; "
+                f"  head {head:5} BN {batchnorm:6} lr {lr:.0e} (head x{scale:g}): test {out['test_best']:.3f} at its "
+                f"best validation (step {out['best_step']}), {out['test_last']:.3f} at step {args.steps}; "
                 f"{out['test_best'] - probe['test']:+.3f} against the probe ({row['seconds']} s)",
                 flush=True,
             )

@@ -161,24 +161,45 @@ def _anti(n=64, seed=0):
     return Batches(batches.items, 1 - batches.labels, batches.indices, 16, lambda b: b, torch.device("cpu"))
 
 
-def test_early_stopping_ends_with_the_starting_weights_when_training_only_hurts():
+def test_a_run_that_never_beats_its_starting_weights_trains_its_whole_plan_and_ends_holding_them():
+    """Patience counts only once a run has beaten its start: one still at its starting accuracy (random weights on a
+    plateau, LP-FT's probe not yet improved on) has not stalled, it has not begun."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     plan = Schedule(100, evaluations=25, patience=3)  # a validation every 4 steps
     history = fit(model, [{"params": model.parameters()}], _toy(), _anti(), plan, lr=0.1, weight_decay=0.0, seed=0)
     assert history[0].step == 0 and best(history) is history[0]
-    assert [s.step for s in history] == [0, 4, 8, 12]  # stopped after 3 validations without a better one
+    assert [s.step for s in history] == list(range(0, 101, 4))  # training only hurts, yet it never stopped early
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
 
 
-def test_validations_during_the_warm_up_do_not_count_towards_patience():
-    torch.manual_seed(0)
+def _anti_aligned():
+    """A linear model that gets every example of ``_toy`` wrong: its first steps can only improve it."""
     model = torch.nn.Linear(4, 2)
-    plan = Schedule(100, evaluations=25, patience=3, warmup=10)  # validations at 4 and 8 fall in the warm-up
-    history = fit(model, [{"params": model.parameters()}], _toy(), _anti(), plan, lr=0.1, weight_decay=0.0, seed=0)
-    assert best(history) is history[0]  # training only hurts, as above
-    assert [s.step for s in history] == [0, 4, 8, 12, 16, 20]  # 3 validations after the warm-up, then it stops
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+        model.weight[0, 0], model.weight[1, 0] = 2.0, -2.0
+    return model
+
+
+def test_early_stopping_stops_once_patience_validations_have_not_beaten_the_best():
+    model = _anti_aligned()
+    plan = Schedule(100, evaluations=25, patience=2)
+    history = fit(model, [{"params": model.parameters()}], _toy(), _toy(seed=1), plan, lr=3.0, weight_decay=0.0, seed=0)
+    kept = best(history)
+    assert history[0].val_acc == 0.0 and kept.step == 16  # it learned, then stalled
+    assert [s.step for s in history] == [0, 4, 8, 12, 16, 20, 24]  # 2 validations without a better one: stop
+
+
+def test_validations_during_the_warm_up_do_not_count_towards_patience():
+    model = _anti_aligned()
+    plan = Schedule(100, evaluations=25, patience=2, warmup=20)  # validations at 4 to 20 fall in the warm-up
+    history = fit(model, [{"params": model.parameters()}], _toy(), _toy(seed=1), plan, lr=3.0, weight_decay=0.0, seed=0)
+    assert best(history).step == 12
+    # 16 and 20 are no better, but the rate is still rising: counted, they would have stopped the run at 20
+    assert [s.step for s in history] == [0, 4, 8, 12, 16, 20, 24, 28]
 
 
 def test_a_run_with_patience_ends_holding_the_weights_of_its_best_validation():
