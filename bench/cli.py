@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         help="compare two runs of one experiment, cell by cell and verdict by verdict",
         description="How much an experiment's answers depend on its draws: run it again with another sampler seed "
         "into another results folder, then compare. A cell holds when the second run's mean test accuracy lies in "
-        "the first run's 95 %% interval; a verdict (the best strategy at a dataset and budget) holds when each "
+        "the first run's 95 % interval; a verdict (the best strategy at a dataset and budget) holds when each "
         "run's best is the other's best or not significantly worse than it.",
         epilog="example:\n  bench run experiments/default.yaml\n"
         "  bench --results results/resampled run experiments/default.yaml --sampler-seed 1\n"
