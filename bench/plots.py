@@ -4,6 +4,7 @@ diagram and transferability-score scatter."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -67,20 +68,28 @@ def gain_heatmap(gains, path: Path) -> Path:
     return path
 
 
+def strategy_colours(strategies) -> dict[str, Any]:
+    """A colour per strategy, the same in a report's plots and distinct up to 20 strategies (matplotlib's default cycle
+    repeats after 10); ``scratch``, the baseline, in black."""
+    names = sorted(set(strategies) - {"scratch"})
+    colours = dict(zip(names, plt.cm.tab20(np.linspace(0, 1, max(1, len(names)))), strict=False))
+    return colours | {"scratch": "black"}
+
+
 def accuracy_curves(table, path: Path) -> Path:
     """Test accuracy against training examples per class, one panel per dataset and backbone, 95 % CI bands."""
     panels = list(table.groupby(["dataset", "backbone"], sort=False))
+    colours = strategy_colours(table.strategy.unique())
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
     for ax, ((dataset, backbone), df) in zip(axes.flat, panels, strict=False):
         for strategy, s in df.sort_values("per_class").groupby("strategy", sort=True):
-            style = {"color": "black", "linestyle": "--", "linewidth": 2} if strategy == "scratch" else {}
-            line = ax.plot(s.per_class, 100 * s.acc_mean, marker="o", markersize=3, label=strategy, **style)[0]
+            style = {"linestyle": "--", "linewidth": 2} if strategy == "scratch" else {}
+            colour = colours[strategy]
+            ax.plot(s.per_class, 100 * s.acc_mean, marker="o", markersize=3, label=strategy, color=colour, **style)
             if s.acc_ci_low.notna().any():
-                ax.fill_between(
-                    s.per_class, 100 * s.acc_ci_low, 100 * s.acc_ci_high, alpha=0.12, color=line.get_color()
-                )
+                ax.fill_between(s.per_class, 100 * s.acc_ci_low, 100 * s.acc_ci_high, alpha=0.12, color=colour)
         ax.set_xscale("log")
         ticks = sorted(df.per_class.unique())
         ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
@@ -92,8 +101,10 @@ def accuracy_curves(table, path: Path) -> Path:
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(7, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 if rows == 1 else 0.03, 1, 1))
+    ncol = min(7, len(labels))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    legend_rows = -(-len(labels) // ncol)
+    fig.tight_layout(rect=(0, (0.02 + 0.045 * legend_rows) / rows, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -212,14 +223,13 @@ def accuracy_vs_compute(spent, path: Path) -> Path:
     budget as the point's size), a colour per strategy."""
     panels = list(spent.groupby("dataset", sort=False))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
-    strategies = sorted(spent.strategy.unique())
-    colours = dict(zip(strategies, plt.cm.tab20(np.linspace(0, 1, max(1, len(strategies)))), strict=True))
+    colours = strategy_colours(spent.strategy.unique())
     budgets = sorted(spent.budget.unique(), key=budget_order)
     sizes = {b: 14 + 22 * i for i, b in enumerate(budgets)}
     for ax, (dataset, df) in zip(axes.flat, panels, strict=True):
         for strategy, s in df.groupby("strategy", sort=True):
-            colour = "black" if strategy == "scratch" else colours[strategy]
-            ax.scatter(s.seconds_per_run, 100 * s.acc_mean, s=s.budget.map(sizes), color=colour, label=strategy)
+            size, colour = s.budget.map(sizes), colours[strategy]
+            ax.scatter(s.seconds_per_run, 100 * s.acc_mean, s=size, color=colour, label=strategy)
         ax.set_xscale("log")
         ax.set_xlabel("seconds per final run (log scale; point size: budget)")
         ax.set_ylabel("test accuracy (%)")

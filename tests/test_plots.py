@@ -38,3 +38,11 @@ def test_score_scatter_is_written(tmp_path):
     path = plots.score_scatter(points, "logme", "acc", taus, tmp_path / "scatter.png")
     assert path == tmp_path / "scatter.png"
     _check_png(path, 500, 300)
+
+
+def test_every_strategy_of_the_default_gets_its_own_colour_and_scratch_is_black():
+    names = ["scratch", "feature_extraction", "finetune", "l1", "l2", "l1sp", "l2sp", "lp_ft", "partial"]
+    colours = plots.strategy_colours([*names, "layerwise_lr", "bitfit", "lora", "bss", "delta"])
+    assert colours["scratch"] == "black"
+    others = [tuple(c) for name, c in colours.items() if name != "scratch"]
+    assert len(others) == 13 and len(set(others)) == 13  # matplotlib's own cycle repeats after 10
