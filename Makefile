@@ -50,8 +50,8 @@ $(UV):
 $(STAMP): $(LOCK) pyproject.toml | $(UV)
 	# exactly the locked set: what is missing or another version is installed, every file checked against its
 	# hash; what the lock lacks is removed. Compiled to bytecode at once: uv leaves that to the first import, and
-	# where PYTHONDONTWRITEBYTECODE is set (as on this project's CI machines) every process would compile torch, transformers
-	# and MLflow again (measured: 34 s to import them, 12.7 s compiled; each worker and each `bench` call pays it)
+	# where PYTHONDONTWRITEBYTECODE is set (as on this project's CI machines) every process would compile torch,
+	# transformers and MLflow again (measured: 34 s to import them, 12.7 s compiled; every worker and `bench` call)
 	$(UV) pip sync --python $(BIN)/python --require-hashes --compile-bytecode $(UV_INDEX) $(UV_MIRRORS) $(LOCK)
 	# the project itself, editable (the `bench` script): its dependencies are in the lock, its build backend
 	# (setuptools) too, so nothing is fetched
