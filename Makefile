@@ -38,7 +38,7 @@ export TRANSFERBENCH_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared
 export HF_HUB_OFFLINE ?= 1
 UI_PORT ?= 5000
 
-.PHONY: install lock bench smoke test perf lint ui clean
+.PHONY: install lock bench smoke test test-fast perf lint ui clean
 
 install: $(STAMP)  ## .venv exactly as requirements.lock says, plus the project itself (no-op when up to date)
 
@@ -78,12 +78,16 @@ bench: install  ## run experiments/default.yaml (finished cells are skipped) and
 smoke: install  ## a tiny matrix, about a minute: checks the whole pipeline
 	$(BIN)/bench run experiments/smoke.yaml
 
-test: install  ## the test suite (pytest's exit code 5, "no tests collected", is a failure)
-	$(BIN)/pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo "error: pytest collected no tests" >&2; exit $$rc
+test: install  ## the whole test suite (pytest's exit code 5, "no tests collected", is a failure)
+	$(BIN)/pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -ne 5 ] || echo "error: pytest collected no tests" >&2; exit $$rc
+
+test-fast: install  ## a contributor's loop: every test but those marked slow (real networks, processes, servers)
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 perf: install  ## timing benchmarks, as ratios against a baseline measured in the same run (medians)
 	$(BIN)/python benchmarks/feature_cache.py
 	$(BIN)/python benchmarks/harness.py
+	$(BIN)/python benchmarks/layout.py
 	$(BIN)/python benchmarks/workers.py
 
 lint: install

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import results
+from bench import faults, results
 from bench.matrix import Cell
 from bench.metrics import classification_metrics
 from bench.plots import confusion_matrix_png
@@ -29,6 +29,7 @@ def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed:
     cell = trainer.cell
     name, tags = f"{cell.run_name}/seed{seed}", {**cell.tags, "seed": str(seed)}
     with tracker.child_run(name, "final", hp, tags, reuse=True):  # a seed interrupted earlier keeps its run
+        faults.point("cell.final_seed")
         run = trainer.run(hp, seed, test=True)
         metrics = classification_metrics(run.test_pred, run.test_true, trainer.dataset.classes)
         tracker.log_run(run.history, {**_scalars(metrics), **run.cost()})

@@ -552,9 +552,10 @@ def _reserve_cores() -> bool:
     its workers. One started while other transferbench processes hold every core runs at idle CPU priority
     (Linux's SCHED_IDLE, else nice 19), so its start-up takes only time the others leave idle. True when that is
     so."""
-    from bench import cores
+    from bench import cores, faults
 
     if cores.reserve():
+        faults.point("run.cores_held")
         return False
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

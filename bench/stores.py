@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlalchemy
 
-from bench import paths
+from bench import faults, paths
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ def _prepare(uri: str, build: Callable[[str], None], table: str, upgrade: str) -
                 repaired = f"{path} was half-created by a process that was killed: moved aside to {aside}, rebuilt"
         with paths.atomic_file(path) as tmp:
             build(f"{SQLITE}{tmp}")
+            faults.point("stores.create")
             with sqlite3.connect(tmp) as db:  # readers (the MLflow UI) never block writers, nor writers readers
                 db.execute("PRAGMA journal_mode=WAL")
         return repaired

@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from bench import paths, stores
+from bench import faults, paths, stores
 from bench.config import Experiment
 from bench.matrix import Cell
 from bench.strategies import Hyperparameters
@@ -97,6 +97,7 @@ def tune(
         outcome: Exception | None = None
         history: list[EvalStats] = []
         with tracker.child_run(name, "trial", hp, {**cell.tags, "trial": str(trial.number)}):
+            faults.point("cell.trial")
 
             def on_eval(stats: EvalStats) -> None:
                 history.append(stats)

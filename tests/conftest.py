@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,26 @@ MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "TRANSFERBENCH_DATA" not in os.environ and MIRROR.is_dir():
     os.environ["TRANSFERBENCH_DATA"] = str(MIRROR)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_share_of_the_cores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Under pytest-xdist (``-n N``), each worker process trains on its share of the cores (torch threads that
+    outnumber the cores make everything ten times slower), and the ``bench`` processes its tests start lock cores
+    in a folder of their own: the core locks are machine-wide (bench/cores.py), and each worker's runs use one."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers == 1:
+        yield
+        return
+    import torch
+
+    from bench import environment
+
+    torch.set_num_threads(max(1, environment.available_cores() // workers))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(tmp_path_factory.mktemp("core-locks")))
+        mp.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,21 +54,25 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
-def results_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cache: Path) -> Path:
-    """Every test writes its results and stores under its own temporary folder."""
+def results_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cache: Path) -> Iterator[Path]:
+    """Every test writes its results and stores under its own temporary folder, and leaves MLflow's tracking URI
+    as it found it (``mlflow.set_tracking_uri`` is process-wide, and sets $MLFLOW_TRACKING_URI for subprocesses)."""
     root = tmp_path / "results"
     monkeypatch.setenv("TRANSFERBENCH_RESULTS", str(root))
     monkeypatch.setenv("TRANSFERBENCH_CACHE", str(shared_cache))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("TRANSFERBENCH_WORKERS", "1")  # cells train in the test's process, unless a test asks
-    return root
+    yield root
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(None)
 
 
 def tiny_experiment(**overrides) -> dict:
-    """The smallest real image experiment: 2 epochs, 2 trials, 2 seeds on a few CIFAR-10 images."""
+    """The smallest real image experiment: 2 epochs, 2 trials, 2 seeds on a few CIFAR-10 images, with the tiny
+    random image backbone (timm's test_efficientnet at 32 px): every mechanism of the harness, little arithmetic."""
     exp = {
         "name": "tiny",
-        "backbones": [{"name": "mobilenetv2_100", "input_size": 64}],
+        "backbones": [{"name": "tiny_image"}],
         "datasets": ["cifar10"],
         "strategies": ["feature_extraction", "finetune", "scratch"],
         "budgets": [4],
@@ -76,9 +101,7 @@ def reference_results(exp_file: Path, tmp_path_factory: pytest.TempPathFactory) 
         [sys.executable, "-m", "bench", "--results", str(results), "run", str(exp_file)],
         capture_output=True,
         text=True,
-        # without MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() in an earlier test sets it, and this session
-        # fixture runs before conftest's per-test clean-up, so the run would write to that test's store
-        env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "TRANSFERBENCH_WORKERS": "1"},
+        env={**os.environ, "TRANSFERBENCH_WORKERS": "1"},
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 import yaml
 from conftest import tiny_experiment
 from exactly_once import assert_exactly_once, runs, sqlite_stores
@@ -120,17 +119,20 @@ def test_the_cluster_walkthrough_runs_each_cell_once_on_two_nodes_with_postgres_
     assert not (results / "artifacts").exists(), "artifacts went through the server, not to a local folder"
 
 
-def _claim_owner(optuna_db: Path) -> str | None:
-    engine = sa.create_engine(f"sqlite:///{optuna_db}")
-    try:
-        with engine.connect() as c:
-            row = c.execute(sa.text("SELECT owner FROM transferbench_claims")).first()
-            done = c.execute(sa.text("SELECT count(*) FROM trials WHERE state = 'COMPLETE'")).scalar()
-        return row.owner if row is not None and done else None
-    except sa.exc.OperationalError:  # not created yet
-        return None
-    finally:
-        engine.dispose()
+def _paused_in_a_trial(tmp_path: Path) -> dict[str, str]:
+    """Arms the fault point that pauses the first task to reach its second trial (its first one done), leaving
+    its PID in ``tmp_path/faults/cell.trial`` (bench/faults.py); the driver passes it on to every task."""
+    (tmp_path / "faults").mkdir()
+    return {"TRANSFERBENCH_FAULTS": "cell.trial@2:pause", "TRANSFERBENCH_FAULT_DIR": str(tmp_path / "faults")}
+
+
+def _paused_pid(tmp_path: Path, proc: subprocess.Popen) -> int:
+    file = tmp_path / "faults" / "cell.trial"
+    end = time.monotonic() + 300
+    while not file.exists() and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert file.exists(), f"no task paused in a trial while the run lasted: {proc.communicate()}"
+    return int(file.read_text())
 
 
 def test_a_ray_worker_killed_mid_cell_is_retried_and_nothing_is_counted_twice(
@@ -145,14 +147,10 @@ def test_a_ray_worker_killed_mid_cell_is_retried_and_nothing_is_counted_twice(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **_paused_in_a_trial(tmp_path)},
     )
-    end, owner = time.monotonic() + 300, None
-    while owner is None and proc.poll() is None and time.monotonic() < end:
-        owner = _claim_owner(results / "optuna.db")  # a cell is held, after a trial of the matrix completed
-        time.sleep(0.05)
-    assert owner is not None, f"no cell was claimed while the run lasted: {proc.communicate()}"
-    pid = int(owner.split("/")[1])
-    assert pid != proc.pid  # a Ray worker process holds it, not the driver
+    pid = _paused_pid(tmp_path, proc)  # a task holds its cell's claim, one trial done
+    assert pid != proc.pid  # a Ray worker process, not the driver
     os.kill(pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:] + err[-3000:]
@@ -259,20 +257,20 @@ def test_ctrl_c_on_a_driver_that_started_ray_here_stops_the_tasks_and_a_rerun_gi
 ):
     results = tmp_path / "results"
     proc = subprocess.Popen(
-        _bench(results, "run", str(exp_file), "--ray"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _bench(results, "run", str(exp_file), "--ray"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **_paused_in_a_trial(tmp_path)},
     )
-    end, owner = time.monotonic() + 300, None
-    while owner is None and proc.poll() is None and time.monotonic() < end:
-        owner = _claim_owner(results / "optuna.db")
-        time.sleep(0.05)
-    assert owner is not None, f"no cell was claimed while the run lasted: {proc.communicate()}"
+    pid = _paused_pid(tmp_path, proc)  # a task is in its cell's second trial
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
     assert "3 cell(s) to train on the Ray cluster" in out
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted: ")
     with pytest.raises(ProcessLookupError):  # the task's worker process stopped with the cluster
-        os.kill(int(owner.split("/")[1]), 0)
+        os.kill(pid, 0)
     tracking, optuna_url = sqlite_stores(results)
     assert "RUNNING" not in set(runs(tracking, "tiny").status)
     _run(_bench(results, "run", str(exp_file), "--ray"))  # on a cluster started here, as the first run

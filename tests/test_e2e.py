@@ -52,7 +52,7 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         assert section in report
     for png in ("gain_heatmap.png", "accuracy_vs_budget.png", "ranks.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG" and png in report
-    assert "cifar10 | mobilenetv2_100 | 4 | 40 | finetune | 2 |" in report
+    assert "cifar10 | tiny_image | 4 | 40 | finetune | 2 |" in report
     assert f"torch {torch.__version__}" in report and "torch threads" in report  # what produced it
     commit, lockfile = environment.checkout()["git_commit"], environment.checkout()["lockfile"]
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", commit) and re.fullmatch(r"[0-9a-f]{16}|none", lockfile)
@@ -84,13 +84,13 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     assert len(scored) == 2 and scored[["logme", "leep", "nce", "h_score", "reg_h_score"]].notna().all().all()
     assert "Too few backbones to conclude anything" in report  # one backbone: said plainly, no correlation
     per_backbone = runs[runs["tags.stage"] == "transferability"]
-    assert per_backbone["tags.mlflow.runName"].tolist() == ["transferability/mobilenetv2_100"]
+    assert per_backbone["tags.mlflow.runName"].tolist() == ["transferability/tiny_image"]
     assert per_backbone["metrics.logme.cifar10.4"].iloc[0] == pytest.approx(scored.logme.mean())
     parents = runs[runs["tags.stage"] == "cell"]
     assert sorted(parents["tags.mlflow.runName"]) == [
-        "cifar10/mobilenetv2_100/feature_extraction/k4",
-        "cifar10/mobilenetv2_100/finetune/k4",
-        "cifar10/mobilenetv2_100/scratch/k4",
+        "cifar10/tiny_image/feature_extraction/k4",
+        "cifar10/tiny_image/finetune/k4",
+        "cifar10/tiny_image/scratch/k4",
     ]
     for tag in ("modality", "backbone", "dataset", "budget", "strategy", "cell_key"):
         assert parents[f"tags.{tag}"].notna().all(), tag

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,14 +34,59 @@ def _bench(results: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "bench", "--results", str(results), *args]
 
 
-def _start(results: Path, exp_file: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def _start(
+    results: Path, exp_file: Path, *extra: str, env: dict[str, str] | None = None, faults: str = ""
+) -> subprocess.Popen:
+    """``bench run`` on one worker, with the fault points ``faults`` armed (bench/faults.py), their files in
+    ``results``'s sibling folder ``faults``."""
+    armed = {"TRANSFERBENCH_FAULTS": faults, "TRANSFERBENCH_FAULT_DIR": str(_fault_dir(results))} if faults else {}
     return subprocess.Popen(
         _bench(results, "run", str(exp_file), *extra),
-        env={**os.environ, "TRANSFERBENCH_WORKERS": "1", **(env or {})},
+        env={**os.environ, "TRANSFERBENCH_WORKERS": "1", **armed, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _fault_dir(results: Path) -> Path:
+    folder = results.parent / "faults"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _fired(results: Path, point: str, proc: subprocess.Popen) -> int:
+    """Wait until ``point`` fires (its file appears) and return the PID that fired it; fail if ``proc`` ends first."""
+    file = _fault_dir(results) / point
+    assert _wait_for(lambda: file.exists() or proc.poll() is not None), f"{point} never fired"
+    assert file.exists(), f"the run ended before {point} fired: {proc.communicate()}"
+    return int(file.read_text())
+
+
+def _release(results: Path, point: str) -> None:
+    """Let a process paused at ``point`` go on."""
+    (_fault_dir(results) / f"{point}.release").write_text("")
+
+
+def _line_containing(stream, text: str, timeout: float = 120) -> str:
+    """Read ``stream`` line by line until a line contains ``text``; return everything read (failing on a
+    timeout, or when the stream ends first)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+            if text in line:
+                return
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen = ""
+    while text not in seen:
+        line = lines.get(timeout=timeout)
+        assert line is not None, f"the output ended without {text!r}: {seen}"
+        seen += line
+    return seen
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -72,18 +119,16 @@ def _no_temporaries(results: Path) -> None:
 def test_kill_9_at_several_moments_then_rerun_gives_the_uninterrupted_summary(exp_file, reference, tmp_path):
     results = tmp_path / "results"
     cells = results / "tiny" / "cells"
-    moments = {
-        "while the MLflow store is being created": lambda: any(results.glob(".mlflow.db.*.tmp")),
-        "during the first cell's final seeds": lambda: any(cells.glob("*/seed0.json")),
-        "in the second cell's trials": lambda: len(list(cells.glob("*.json"))) == 1,
+    moments = {  # each kill lands at a fault point; what a run after it finds done, each after the one before
+        "stores.create": lambda: not (results / "mlflow.db").exists() and any(results.glob(".mlflow.db.*.tmp")),
+        "cell.final_seed@2": lambda: len(list(cells.glob("*/seed0.json"))) == 1 and not list(cells.glob("*.json")),
+        "cell.trial": lambda: len(list(cells.glob("*.json"))) == 1,  # the first trial this run starts: a 2nd cell's
     }
-    for moment, reached in moments.items():
-        proc = _start(results, exp_file)
-        hit = _wait_for(lambda reached=reached, proc=proc: reached() or proc.poll() is not None)
-        assert hit and proc.poll() is None, f"the run ended before the moment '{moment}'"
-        time.sleep(0.5 if "trials" in moment else 0)
-        proc.kill()
-        proc.wait()
+    for fault, state in moments.items():
+        proc = _start(results, exp_file, faults=f"{fault}:kill")
+        rc, out, err = _finish(proc)
+        assert rc == -signal.SIGKILL, f"{fault} was not reached: {out[-2000:]} {err[-2000:]}"
+        assert state(), f"after the kill at {fault}: {sorted(p.name for p in results.rglob('*'))}"
     rc, out, err = _finish(_start(results, exp_file))
     assert rc == 0, err
     pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
@@ -95,11 +140,16 @@ def test_two_runs_started_at_once_split_the_matrix_and_both_succeed(exp_file, re
     temp = tmp_path / "temp"  # a lock folder of its own: other processes on this machine hold none of its cores
     temp.mkdir()
     results, env = tmp_path / "results", {"TMPDIR": str(temp)}
-    first, second = _start(results, exp_file, env=env), _start(results, exp_file, env=env)
+    first = _start(results, exp_file, env=env, faults="run.cores_held:pause")  # holds every core, then waits
+    _fired(results, "run.cores_held", first)
+    second = _start(results, exp_file, env=env)
+    said = _line_containing(second.stdout, WAITING)  # it found every core taken
+    assert not any(results.rglob("*.db")), "the second run opened the stores while it waited"
+    _release(results, "run.cores_held")
     (rc1, out1, err1), (rc2, out2, err2) = _finish(first), _finish(second)
+    out2 = said + out2
     assert (rc1, rc2) == (0, 0), err1 + err2
-    # the one that took the cores first holds them through its start-up; the other waits for a core it frees
-    assert (WAITING in out1) != (WAITING in out2), out1 + out2
+    assert WAITING not in out1
     assert out1.count("done ") + out2.count("done ") == CELLS  # each cell trained by one of them
     pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
     _assert_exactly_once(results)
@@ -107,11 +157,10 @@ def test_two_runs_started_at_once_split_the_matrix_and_both_succeed(exp_file, re
 
 def test_ctrl_c_during_a_final_seed_ends_runs_killed_and_the_rerun_reuses_them(exp_file, reference, tmp_path):
     results = tmp_path / "results"
-    proc = _start(results, exp_file)
-    assert _wait_for(lambda: any((results / "tiny" / "cells").glob("*/seed0.json")) or proc.poll() is not None)
-    proc.send_signal(signal.SIGINT)  # seed 1 of the first cell is training
+    proc = _start(results, exp_file, faults="cell.final_seed@2:interrupt")  # as Ctrl-C while seed 1 trains
     rc, out, err = _finish(proc)
     assert rc == 130, out[-2000:] + err
+    assert any((results / "tiny" / "cells").glob("*/seed0.json"))
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "interrupted: 0 of 3 cells finished" in err and "resumes" in err
     status = {s for (s,) in _query(results / "mlflow.db", "SELECT status FROM runs")}
@@ -183,36 +232,23 @@ def test_a_run_started_while_every_core_trains_elsewhere_waits_before_any_work(
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert not _wait_for(lambda: proc.poll() is not None or any(results.glob("*.db")), timeout=5, poll=0.1)
-        assert not any(results.rglob("*.*")), "it wrote to the results folder while every core was taken"
+        said = _line_containing(proc.stdout, WAITING)
+        assert proc.poll() is None and not any(results.rglob("*.*")), "it wrote results while every core was taken"
     rc, out, err = _finish(proc)
     assert rc == 0, err
-    assert WAITING in out
+    assert WAITING in said
     pd.testing.assert_frame_equal(pd.read_csv(results / "tiny" / "summary.csv"), reference)
     _assert_exactly_once(results)
 
 
-def _children(pid: int) -> list[int]:
-    """Worker processes of ``pid`` (spawned interpreters, not multiprocessing's resource tracker)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and int((proc / "stat").read_text().split(")")[-1].split()[1]) == pid:
-                if b"spawn_main" in (proc / "cmdline").read_bytes():
-                    found.append(int(proc.name))
-        except (OSError, IndexError):
-            continue
-    return found
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds worker processes through /proc (Linux)")
 def test_two_workers_give_the_single_worker_summary_and_a_killed_worker_is_replaced(exp_file, reference, tmp_path):
     results = tmp_path / "results"
-    proc = _start(results, exp_file, "--workers", "2")
-    assert _wait_for(lambda: any((results / "tiny" / "cells").glob("*/seed0.json")) or proc.poll() is not None)
-    spawned = _children(proc.pid)
-    assert len(spawned) == 1, spawned  # the second worker; this process is the first
-    os.kill(spawned[0], signal.SIGKILL)
+    # this process (worker 1) waits in its second trial until the spawned worker 2 has killed itself in a final seed
+    faults = "cell.trial@2:pause:main,cell.final_seed:kill:worker"
+    proc = _start(results, exp_file, "--workers", "2", faults=faults)
+    _fired(results, "cell.trial", proc)
+    _fired(results, "cell.final_seed", proc)
+    _release(results, "cell.trial")
     rc, out, err = _finish(proc)
     assert rc == 0, err
     assert "worker 2 died (exit code -9); a new one takes its cell over" in out

@@ -27,14 +27,22 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium on PATH (Debian: apt install chromium): the MLflow UI test renders pages in it",
-)
+NO_BROWSER = "no Chromium on PATH (Debian: `apt-get install chromium`): the MLflow UI tests render pages in it"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser() -> None:
+    """These tests skip without a browser on a contributor's machine, saying how to install one; under CI
+    (``$CI`` set, as .ci/run is run), where .ci/run installs it, a missing browser fails them instead."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{NO_BROWSER}; .ci/run installs it when it runs as root")
+        pytest.skip(NO_BROWSER)
 
 ML = "workflowType=machine_learning"  # the classic runs view, not the GenAI one
 VIEW = "test-metric-columns"
-CELLS = [f"cifar10/mobilenetv2_100/{s}/k4" for s in ("feature_extraction", "finetune", "scratch")]
+CELLS = [f"cifar10/tiny_image/{s}/k4" for s in ("feature_extraction", "finetune", "scratch")]
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +205,7 @@ def test_runs_table_shows_the_cell_runs_and_their_metric_columns(ui, truth):
 
 
 def test_a_cell_runs_page_shows_its_metrics_and_values(ui, truth):
-    run = truth["runs"]["cifar10/mobilenetv2_100/finetune/k4"]
+    run = truth["runs"]["cifar10/tiny_image/finetune/k4"]
     names = ("test_acc_mean", "test_acc_std", "test_macro_f1_mean", "gain_over_scratch")
     metrics = {m: str(run.data.metrics[m]) for m in names}  # as the page prints them: the shortest round-trip repr
     page = dom(f"{ui}/#/experiments/{truth['experiment_id']}/runs/{run.info.run_id}?{ML}", *metrics.values())
@@ -207,7 +215,7 @@ def test_a_cell_runs_page_shows_its_metrics_and_values(ui, truth):
     for name, value in metrics.items():
         assert value in following[name], (name, value, following[name])  # the metrics table: name, then its value
     assert ": finetune" in following["strategy"], following["strategy"]  # and its tags
-    assert "cifar10/mobilenetv2_100/finetune/k4" in shown
+    assert "cifar10/tiny_image/finetune/k4" in shown
 
 
 def test_the_summary_runs_artifacts_list_the_report(ui, truth):

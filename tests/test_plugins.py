@@ -38,6 +38,23 @@ def _bench(args: list[str], site: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bench", *args], env=env, capture_output=True, text=True)
 
 
+@pytest.fixture(scope="module")
+def plugin_matrix(plugin_site, tmp_path_factory) -> tuple[Path, Path]:
+    """One matrix with both of the plugin's strategies and scratch, run once for the tests that read it: its
+    experiment file and results folder."""
+    folder = tmp_path_factory.mktemp("plugin-matrix")
+    path, results = folder / "tiny.yaml", folder / "results"
+    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["surgical", "my_bss", "scratch"])))
+    out = _bench(["--results", str(results), "run", str(path)], plugin_site)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return path, results
+
+
+def _plugin_runs(results: Path, strategy: str):
+    mlflow.set_tracking_uri(f"sqlite:///{results / 'mlflow.db'}")  # conftest resets it after the test
+    return mlflow.search_runs(experiment_names=["tiny"], filter_string=f"tags.strategy = '{strategy}'")
+
+
 def test_plugin_strategy_is_listed(plugin_site):
     out = _bench(["list", "strategies"], plugin_site)
     assert out.returncode == 0, out.stderr
@@ -51,29 +68,22 @@ def test_without_the_plugin_the_name_is_unknown(tmp_path):
     assert out.returncode == 2 and "unknown strategy 'surgical'" in out.stderr
 
 
-def test_plugin_strategy_runs_in_a_matrix_and_produces_mlflow_runs(plugin_site, tmp_path, results_root):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["surgical", "scratch"])))
-    out = _bench(["run", str(path)], plugin_site)
-    assert out.returncode == 0, out.stderr[-2000:]
-    mlflow.set_tracking_uri(f"sqlite:///{results_root / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["tiny"], filter_string="tags.strategy = 'surgical'")
+def test_plugin_strategy_runs_in_a_matrix_and_produces_mlflow_runs(plugin_matrix):
+    runs = _plugin_runs(plugin_matrix[1], "surgical")
     assert sorted(runs["tags.stage"]) == ["cell", "final", "final", "trial", "trial"]
     assert runs.loc[runs["tags.stage"] == "final", "metrics.test_acc"].notna().all()
 
 
-def test_changing_a_plugins_source_reruns_its_cells_and_no_others(plugin_site, tmp_path, results_root):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["surgical", "scratch"])))
-    assert _bench(["run", str(path)], plugin_site).returncode == 0
+def test_changing_a_plugins_source_reruns_its_cells_and_no_others(plugin_site, plugin_matrix, tmp_path):
+    path, results = plugin_matrix
     changed = tmp_path / "site"
     shutil.copytree(plugin_site, changed)
     module = changed / "transferbench_surgical" / "__init__.py"
     module.write_text(module.read_text().replace('suggest_int("k", 1, 3)', 'suggest_int("k", 1, 2)'))
-    before = _bench(["run", str(path), "--dry-run"], plugin_site).stdout
-    after = _bench(["run", str(path), "--dry-run"], changed).stdout
-    assert "2 finished, 0 to run" in before
-    assert "1 finished, 1 to run" in after  # the surgical cell: its code changed; scratch's did not
+    before = _bench(["--results", str(results), "run", str(path), "--dry-run"], plugin_site).stdout
+    after = _bench(["--results", str(results), "run", str(path), "--dry-run"], changed).stdout
+    assert "3 finished, 0 to run" in before
+    assert "2 finished, 1 to run" in after  # the surgical cell: its code changed; my_bss's and scratch's did not
     row = next(line for line in after.splitlines() if "/surgical/" in line)
     assert "to run" in row
 
@@ -109,15 +119,10 @@ def test_a_plugin_that_cannot_be_imported_fails_alone(broken_site, tmp_path):
     assert "unknown strategy 'broken'" in out.stderr and "cannot be imported: ModuleNotFoundError" in out.stderr
 
 
-def test_the_docs_feature_penalty_example_is_the_plugins_and_runs_end_to_end(plugin_site, tmp_path, results_root):
+def test_the_docs_feature_penalty_example_is_the_plugins_and_runs_end_to_end(plugin_matrix):
     doc = (Path(__file__).parents[1] / "docs" / "adding-a-strategy.md").read_text()
     example = doc.split("## A second example")[1].split("```python\n")[1].split("```")[0]
     assert example in (PLUGIN / "transferbench_surgical" / "my_bss.py").read_text()
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["my_bss", "scratch"])))
-    out = _bench(["run", str(path)], plugin_site)
-    assert out.returncode == 0, out.stderr[-2000:]
-    mlflow.set_tracking_uri(f"sqlite:///{results_root / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["tiny"], filter_string="tags.strategy = 'my_bss'")
+    runs = _plugin_runs(plugin_matrix[1], "my_bss")
     assert runs.loc[runs["tags.stage"] == "trial", "params.eta"].notna().all()
     assert runs.loc[runs["tags.stage"] == "final", "metrics.test_acc"].notna().all()

@@ -22,7 +22,7 @@ def trainers():
 
 
 def _pretrained_state(trainer):
-    bb = backbones.resolve(trainer.cell.backbone.name).build(pretrained=True, input_size=64)
+    bb = backbones.resolve(trainer.cell.backbone.name).build(pretrained=True, **trainer.cell.backbone.options())
     return {k: v.clone() for k, v in bb.state_dict().items()}
 
 

@@ -35,7 +35,7 @@ def trainers():
 
 def _model() -> Classifier:
     torch.manual_seed(0)
-    return Classifier(backbones.resolve("mobilenetv2_100").build(pretrained=True, input_size=32), 10)
+    return Classifier(backbones.resolve("tiny_image").build(pretrained=True), 10)
 
 
 def _shift(model: Classifier, amount: float = 0.01) -> None:

@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from bench.backbones import audio, image, text
+from bench.backbones import audio, image, text, tiny  # noqa: F401 - tiny registers its backbones
 from bench.backbones.base import BACKBONES, Backbone, BackboneSpec, Classifier, register_backbone
 from bench.registry import UnknownNameError
 

@@ -162,12 +162,12 @@ class SpeakerEncoder(AudioBackbone):
 
     n_fft, hop, n_mels, target_dbfs = 400, 160, 40, -30.0  # resemblyzer.hparams, at 16 kHz
 
-    def __init__(self, clip_seconds: float | None = None) -> None:
+    def __init__(self, clip_seconds: float | None = None, hidden: int = 256, layers: int = 3) -> None:
         super().__init__(16000, clip_seconds)
-        self.lstm = nn.LSTM(self.n_mels, 256, 3, batch_first=True)
-        self.linear = nn.Linear(256, 256)
+        self.lstm = nn.LSTM(self.n_mels, hidden, layers, batch_first=True)
+        self.linear = nn.Linear(hidden, hidden)
         self.register_buffer("scale", torch.tensor(GE2E_INITIAL_SCALE))  # GE2E's similarity weight w
-        self.feature_dim = 256
+        self.feature_dim = hidden
 
     def preprocess(self, items: Sequence[tuple[Any, int]]) -> dict[str, torch.Tensor]:
         """``mel`` (batch, frames, 40) and ``lengths``, each clip's number of real mel frames."""

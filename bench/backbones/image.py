@@ -31,6 +31,7 @@ class TimmBackbone(Backbone):
         import timm.data
 
         self.model = model
+        self.channels_last(True)
         self.weights_file = weights_file  # the file the weights were loaded from, where the source head lives
         self.feature_dim = model.num_features
         cfg = timm.data.resolve_data_config({}, model=model)
@@ -55,8 +56,16 @@ class TimmBackbone(Backbone):
     def preprocess_id(self) -> str:
         return f"rgb{self.input_size}-{self.mean.flatten().tolist()}-{self.std.flatten().tolist()}"
 
+    def channels_last(self, on: bool = True) -> TimmBackbone:
+        """Convolutions in the channels-last layout (weights and inputs), or in PyTorch's default NCHW: the same
+        arithmetic in another summation order. Channels-last is the default: on the CPU a MobileNetV2 training step
+        at 64 px takes about two thirds of the time, an evaluation half (``make perf`` measures both)."""
+        self.memory_format = torch.channels_last if on else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(x.contiguous(memory_format=self.memory_format))
 
     def source_head(self) -> torch.nn.Linear | None:
         """The classifier stored in the weights file (ImageNet's 1000 classes for the packaged weights), on the

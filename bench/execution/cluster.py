@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import environment, paths, results
+from bench import environment, faults, paths, results
 from bench.config import ConfigError, Experiment
 from bench.execution.progress import Display
 from bench.execution.worker import Event, work
@@ -35,8 +35,10 @@ LOCAL = "local"
 MAX_RETRIES = 3  # a cell whose worker process or node dies this many times stops the run
 STOP_SECONDS = 30.0
 CLIENT_ATTEMPTS = 3  # tries to connect as a Ray Client
-# What a task needs from the driver's environment: where data, results and caches are, and no network.
+# What a task needs from the driver's environment: where data, results and caches are, no network, and the fault
+# points a test armed (bench/faults.py).
 PASSED_ENV = (paths.DATA_ENV, paths.RESULTS_ENV, paths.CACHE_ENV, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+PASSED_ENV += (faults.FAULTS_ENV, faults.FAULT_DIR_ENV)
 QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 
 
