@@ -10,9 +10,9 @@ test arms points by name for the processes it starts, through the environment::
                                                      leaves a file named after it holding the PID that fired
 
 Actions: ``kill`` (SIGKILL, as ``kill -9``), ``interrupt`` (SIGINT, as Ctrl-C), ``pause`` (wait until a file
-``<POINT>.release`` appears beside the point's file: the test writes it to let the process go on, or kills it). Scopes: ``worker`` fires only
-in a process that ``--workers`` spawned, ``main`` only in one it did not. Unarmed, a point costs one dictionary
-lookup.
+``<POINT>.release`` appears beside the point's file: the test writes it to let the process go on, or kills it).
+Scopes: ``worker`` fires only in a process that ``--workers`` spawned, ``main`` only in one it did not.
+Unarmed, a point costs one dictionary lookup.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 (a) One fine-tuning trial through the harness (a fresh Optuna study and trial, the MLflow parent and trial runs,
     the model from the in-memory pretrained copy, the one loop) against a bare PyTorch loop doing the same
     optimiser steps and validations on the same preprocessed tensors, model, layout (channels-last) and batch
-    size, in the same process, interleaved, after one untimed warm-up of each. The trial is a `finetune` trial of experiments/default.yaml's
-    first image backbone on CIFAR-10 at the default's largest budget, with the default's training settings.
+    size, in the same process, interleaved, after one untimed warm-up of each. The trial is a `finetune` trial of
+    experiments/default.yaml's first image backbone on CIFAR-10 at the default's largest budget, with the
+    default's training settings.
 (b) `bench run experiments/smoke.yaml` wall time, in a fresh results folder each time but with warm caches
     (datasets, converted weights, features), after one untimed run that fills them.
 (c) Cells per minute of experiments/default.yaml: its first dataset/backbone/budget group (every strategy), or
@@ -97,8 +98,9 @@ def bare_trial(
     bb = template.backbone
     # in the layout the harness's backbone convolves in (channels-last), converted once rather than per batch
     layout = bb.memory_format
-    x_train = preprocessed(bb, dataset.train_items, split.train, dataset.manifest, "train").contiguous(memory_format=layout)
-    x_val = preprocessed(bb, dataset.train_items, split.val, dataset.manifest, "train").contiguous(memory_format=layout)
+    x_train = preprocessed(bb, dataset.train_items, split.train, dataset.manifest, "train")
+    x_val = preprocessed(bb, dataset.train_items, split.val, dataset.manifest, "train")
+    x_train, x_val = x_train.contiguous(memory_format=layout), x_val.contiguous(memory_format=layout)
     y_train = torch.from_numpy(dataset.train_labels[split.train])
     y_val = torch.from_numpy(dataset.train_labels[split.val])
     plan = schedule(len(split.train), t.batch_size, t.epochs, t.steps, t.min_steps, t.evaluations, t.max_steps)

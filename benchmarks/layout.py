@@ -23,13 +23,13 @@ from unittest import mock
 import numpy as np
 import record  # benchmarks/record.py
 import yaml
+from harness import DEFAULT, data_modality  # benchmarks/harness.py
 
 from bench import config, data, environment
 from bench.inputs import preprocessed
 from bench.matrix import expand
 from bench.train import Batches, predict
 from bench.trainer import CellTrainer
-from harness import DEFAULT, data_modality  # benchmarks/harness.py
 
 LAYOUTS = ("nchw", "channels_last")
 STEPS = (8, 24)  # two run lengths: their difference is the cost of the steps alone (no set-up, no validation)

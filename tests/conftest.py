@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -20,10 +21,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def one_share_of_the_cores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def one_share_of_the_cores() -> Iterator[None]:
     """Under pytest-xdist (``-n N``), each worker process trains on its share of the cores (torch threads that
     outnumber the cores make everything ten times slower), and the ``bench`` processes its tests start lock cores
-    in a folder of their own: the core locks are machine-wide (bench/cores.py), and each worker's runs use one."""
+    in a temporary folder of their own: the core locks are machine-wide (bench/cores.py), and each worker's runs
+    use one thread. The folder is short (Ray's sockets live under it) and others may enter it (PostgreSQL's)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers == 1:
         yield
@@ -33,20 +35,46 @@ def one_share_of_the_cores(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     from bench import environment
 
     torch.set_num_threads(max(1, environment.available_cores() // workers))
+    temp = tempfile.mkdtemp(prefix=f"tb-{os.environ['PYTEST_XDIST_WORKER']}-")
+    os.chmod(temp, 0o755)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TMPDIR", str(tmp_path_factory.mktemp("core-locks")))
+        mp.setenv("TMPDIR", temp)
         mp.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
         yield
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def session_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder of this test session, the same for every pytest-xdist worker."""
+    root = tmp_path_factory.getbasetemp()
+    return (root.parent if "PYTEST_XDIST_WORKER" in os.environ else root) / name
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The session folder ``name`` filled by ``make(folder)`` once per test session: the first pytest-xdist worker
+    to ask makes it, holding a lock, and the others wait for it and share it."""
+    from bench import paths
+
+    folder = session_folder(tmp_path_factory, name)
+    with paths.file_lock(folder.with_name(f"{name}.lock")):
+        if not (folder / ".made").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed half-way left
+            folder.mkdir(parents=True)
+            make(folder)
+            (folder / ".made").touch()
+    return folder
 
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Decoded datasets and converted weights, keyed by content: safe to share between tests.
+    """Decoded datasets and converted weights, keyed by content and written atomically: safe to share between
+    tests and between pytest-xdist's workers.
 
     Set for the whole session, so that module-scoped fixtures (which run before each test's own folders are set)
     never write into the checkout's results/ either.
     """
-    cache = tmp_path_factory.mktemp("cache")
+    cache = session_folder(tmp_path_factory, "cache")
+    cache.mkdir(parents=True, exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRANSFERBENCH_RESULTS", str(tmp_path_factory.mktemp("session-results")))
         mp.setenv("TRANSFERBENCH_CACHE", str(cache))
@@ -88,24 +116,30 @@ def tiny_experiment(**overrides) -> dict:
 @pytest.fixture(scope="session")
 def exp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny experiment as a file, for tests that run the command line."""
-    path = tmp_path_factory.mktemp("exp") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment()))
-    return path
+    return (
+        made_once(
+            tmp_path_factory, "exp", lambda folder: (folder / "tiny.yaml").write_text(yaml.safe_dump(tiny_experiment()))
+        )
+        / "tiny.yaml"
+    )
 
 
 @pytest.fixture(scope="session")
 def reference_results(exp_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A results folder written by one process running the tiny experiment, nobody interrupting it."""
-    results = tmp_path_factory.mktemp("reference")
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--results", str(results), "run", str(exp_file)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TRANSFERBENCH_WORKERS": "1"},
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return results
+    """A results folder written by one process running the tiny experiment, nobody interrupting it (once per
+    session, shared by pytest-xdist's workers)."""
+
+    def run(results: Path) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "--results", str(results), "run", str(exp_file)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TRANSFERBENCH_WORKERS": "1"},
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    return made_once(tmp_path_factory, "reference", run)
 
 
 @pytest.fixture(scope="session")

@@ -348,10 +348,11 @@ def test_hf_audio_hub_name_loads_a_local_folder_through_transformers(fsdd, wav2v
 # the pipeline
 
 
-def test_the_training_loop_runs_audio_cells(fsdd):
+@pytest.mark.parametrize("name", ["crepe_tiny", "tiny_audio"])
+def test_the_training_loop_runs_audio_cells(fsdd, name):
     exp = config.parse(
         tiny_experiment(
-            backbones=[{"name": "crepe_tiny", "clip_seconds": 0.5}],
+            backbones=[{"name": name, "clip_seconds": 0.5}],
             datasets=["fsdd"],
             strategies=["feature_extraction", "finetune"],
             budgets=[2],

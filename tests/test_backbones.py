@@ -164,3 +164,30 @@ def test_source_head_gives_sensible_imagenet_predictions_for_cifar_photos():
 def test_conversion_refuses_mismatched_shapes():
     with pytest.raises(ValueError, match="cannot convert"):
         convert_by_order({"a": torch.zeros(2)}, {"b": torch.zeros(3)})
+
+
+@pytest.mark.parametrize(("name", "dim"), [("tiny_image", 256), ("tiny_text", 32), ("tiny_audio", 32)])
+def test_tiny_backbones_load_their_seeded_weights_file_and_scratch_differs(name, dim):
+    """The tests' backbones: "pretrained" is a fixed seeded initialisation, written once and read back through the
+    real weights loaders, the same in every build whatever the caller's random state; scratch draws anew."""
+    spec = backbones.resolve(name)
+    torch.manual_seed(1)
+    first = spec.build(pretrained=True).state_dict()
+    torch.manual_seed(2)
+    again = spec.build(pretrained=True).state_dict()
+    scratch = spec.build(pretrained=False).state_dict()
+    assert spec.feature_dim == dim and all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], scratch[k]) for k in first if first[k].is_floating_point())
+    assert "not a pretrained model" in spec.source
+
+
+def test_image_backbones_convolve_in_channels_last_and_nchw_gives_the_same_features():
+    bb = backbones.resolve("tiny_image").build(pretrained=True).eval()
+    conv = bb.model.conv_stem.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = bb.preprocess(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8))
+    with torch.no_grad():
+        last = bb(x)
+        nchw = bb.channels_last(False)(x)
+    assert bb.model.conv_stem.weight.is_contiguous()
+    torch.testing.assert_close(last, nchw, rtol=1e-4, atol=1e-5)  # another summation order, the same features

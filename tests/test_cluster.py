@@ -30,6 +30,8 @@ from exactly_once import assert_exactly_once, runs, sqlite_stores
 
 SEEDS, TRIALS, CELLS = 2, 2, 3
 ROOT = Path(__file__).resolve().parents[1]
+# Ray clusters, servers and their many processes: these tests run one at a time, on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("cluster")
 
 
 def _bench(results: Path, *args: str) -> list[str]:
@@ -97,6 +99,7 @@ runs.to_csv(sys.argv[1], index=False)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_pg_missing() is not None, reason=str(_pg_missing()))
 def test_the_cluster_walkthrough_runs_each_cell_once_on_two_nodes_with_postgres_and_an_mlflow_server(
     exp_file, reference, tmp_path, ray_token
@@ -135,6 +138,7 @@ def _paused_pid(tmp_path: Path, proc: subprocess.Popen) -> int:
     return int(file.read_text())
 
 
+@pytest.mark.slow
 def test_a_ray_worker_killed_mid_cell_is_retried_and_nothing_is_counted_twice(
     tmp_path, reference, two_nodes, monkeypatch
 ):
@@ -164,6 +168,7 @@ def _overlaps(a: pd.Series, b: pd.Series) -> bool:
     return start_a < b.end and start_b < a.end
 
 
+@pytest.mark.slow
 def test_gpu_shares_frozen_cells_share_a_gpu_and_trained_cells_have_one_to_themselves(tmp_path, two_nodes):
     exp = tiny_experiment(
         strategies=["feature_extraction", "finetune"],
@@ -230,6 +235,7 @@ def test_cluster_settings_are_checked(cluster, message):
         config.parse(tiny_experiment(cluster=cluster))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("address", "env", "message"),
     [
@@ -252,6 +258,7 @@ def test_a_ray_address_where_nothing_answers_is_one_error_line_within_seconds(
     assert done.stderr.startswith(message) and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_a_driver_that_started_ray_here_stops_the_tasks_and_a_rerun_gives_the_single_process_summary(
     exp_file, reference, tmp_path, ray_token
 ):

@@ -28,6 +28,7 @@ from bench import cores, environment
 
 SEEDS, TRIALS, CELLS = 2, 2, 3
 WAITING = "waits at idle CPU priority and starts when a core frees up"
+pytestmark = pytest.mark.slow  # every test here but one starts `bench` processes
 
 
 def _bench(results: Path, *args: str) -> list[str]:

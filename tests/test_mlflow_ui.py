@@ -40,6 +40,7 @@ def browser() -> None:
             pytest.fail(f"{NO_BROWSER}; .ci/run installs it when it runs as root")
         pytest.skip(NO_BROWSER)
 
+
 ML = "workflowType=machine_learning"  # the classic runs view, not the GenAI one
 VIEW = "test-metric-columns"
 CELLS = [f"cifar10/tiny_image/{s}/k4" for s in ("feature_extraction", "finetune", "scratch")]

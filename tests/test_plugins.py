@@ -11,17 +11,22 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import tiny_experiment
+from conftest import made_once, tiny_experiment
 
 PLUGIN = Path(__file__).parent / "example_plugin"
+pytestmark = pytest.mark.slow  # `bench` processes with a pip-installed plugin
 
 
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory) -> Path:
     """The example plugin installed with pip into its own site folder (put on PYTHONPATH below)."""
-    site, source = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("plugin") / "src"
-    shutil.copytree(PLUGIN, source)  # building writes into the source folder: keep the checkout clean
-    return _pip_install(source, site)
+
+    def install(site: Path) -> None:
+        source = tmp_path_factory.mktemp("plugin") / "src"
+        shutil.copytree(PLUGIN, source)  # building writes into the source folder: keep the checkout clean
+        _pip_install(source, site)
+
+    return made_once(tmp_path_factory, "plugin-site", install)
 
 
 def _pip_install(source: Path, site: Path) -> Path:
@@ -42,12 +47,15 @@ def _bench(args: list[str], site: Path) -> subprocess.CompletedProcess:
 def plugin_matrix(plugin_site, tmp_path_factory) -> tuple[Path, Path]:
     """One matrix with both of the plugin's strategies and scratch, run once for the tests that read it: its
     experiment file and results folder."""
-    folder = tmp_path_factory.mktemp("plugin-matrix")
-    path, results = folder / "tiny.yaml", folder / "results"
-    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["surgical", "my_bss", "scratch"])))
-    out = _bench(["--results", str(results), "run", str(path)], plugin_site)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return path, results
+
+    def run(folder: Path) -> None:
+        path = folder / "tiny.yaml"
+        path.write_text(yaml.safe_dump(tiny_experiment(strategies=["surgical", "my_bss", "scratch"])))
+        out = _bench(["--results", str(folder / "results"), "run", str(path)], plugin_site)
+        assert out.returncode == 0, out.stderr[-2000:]
+
+    folder = made_once(tmp_path_factory, "plugin-matrix", run)
+    return folder / "tiny.yaml", folder / "results"
 
 
 def _plugin_runs(results: Path, strategy: str):

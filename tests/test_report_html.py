@@ -79,7 +79,7 @@ def test_the_experiments_description_says_what_ran_the_best_strategies_and_where
     note = experiment_note(exp, records, "constructed/summary")
     assert note.startswith("**tiny**: a constructed study\n")
     for line in (
-        "- backbones: mobilenetv2_100",
+        "- backbones: tiny_image",
         "- datasets: cifar10",
         "- strategies: feature_extraction, finetune, scratch",
         "- budgets (training examples per class): 5, 10",

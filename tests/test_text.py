@@ -151,3 +151,26 @@ def test_a_first_converting_build_draws_no_random_numbers(tmp_path, monkeypatch)
     torch.manual_seed(0)
     cached = backbones.build("minilm_l3", pretrained=False)
     assert weights_digest(converting) == weights_digest(cached)
+
+
+def test_the_training_loop_runs_text_cells_on_the_tiny_bert():
+    from conftest import tiny_experiment
+
+    from bench import config, data
+    from bench.matrix import expand
+    from bench.trainer import CellTrainer
+
+    exp = config.parse(
+        tiny_experiment(
+            backbones=[{"name": "tiny_text", "max_length": 16}],
+            datasets=["sms_spam"],
+            strategies=["feature_extraction", "finetune", "lora"],
+            training={"epochs": 1, "batch_size": 8},
+            splits={"val_per_class": 2, "test_per_class": 3},
+        )
+    )
+    sms = data.DATASETS.get("sms_spam").load()
+    for cell in expand(exp):
+        hp = {"lr": 1e-3, "weight_decay": 1e-4, "C": 1.0, "rank": 2}
+        result = CellTrainer(cell, exp, sms).run(hp, seed=0, test=True)
+        assert 0 <= result.test_acc <= 1 and len(result.test_pred) == 6

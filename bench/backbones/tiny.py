@@ -50,9 +50,7 @@ def image_weights() -> Path:
     return _seeded_weights("tiny_image", f"timm{timm.__version__}", write) / "model.pth"
 
 
-def build_image(
-    pretrained: bool = True, weights: Path | None = None, input_size: int | None = None
-) -> TimmBackbone:
+def build_image(pretrained: bool = True, weights: Path | None = None, input_size: int | None = None) -> TimmBackbone:
     file = (weights or image_weights()) if pretrained else None
     return TimmBackbone(create_timm(IMAGE_ARCH, pretrained, file), input_size or IMAGE_SIZE, file)
 
