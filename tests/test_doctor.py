@@ -46,6 +46,7 @@ def _one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_the_doctor_names_a_package_whose_native_library_is_missing_once(broken_pillow):
     done = _bench(["doctor"], broken_pillow)
     line = _one_error_line(done.stderr)
@@ -55,6 +56,7 @@ def test_the_doctor_names_a_package_whose_native_library_is_missing_once(broken_
     assert "`rm -rf .venv && make install`" in line
 
 
+@pytest.mark.slow
 def test_a_run_in_a_broken_environment_stops_with_one_line_and_writes_nothing(broken_pillow, tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text(yaml.safe_dump(tiny_experiment()))

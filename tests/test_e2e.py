@@ -221,3 +221,15 @@ def test_a_cell_whose_every_trial_diverges_fails_alone_and_says_what_to_change(
     monkeypatch.setattr(CellTrainer, "run", real)
     assert main(["run", str(path)]) == 1  # its trials are spent: the same failure, without training again
     assert "none of 2 trials completed" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_real_pretrained_backbone_end_to_end_reads_cifar_far_above_chance(tmp_path, results_root):
+    """The one end-to-end run on real weights (the others use the tiny random backbone): ImageNet's MobileNetV2
+    features, probed at 4 examples per class, read CIFAR-10 well above its 10 % chance on 50 test images."""
+    path = tmp_path / "real.yaml"
+    real = tiny_experiment(backbones=[{"name": "mobilenetv2_100", "input_size": 64}], strategies=["feature_extraction"])
+    path.write_text(yaml.safe_dump(real))
+    assert main(["run", str(path)]) == 0
+    summary = pd.read_csv(results_root / "tiny" / "summary.csv")
+    assert summary.backbone.tolist() == ["mobilenetv2_100"] and summary.test_acc_mean.iloc[0] > 0.2

@@ -84,6 +84,7 @@ def test_any_changed_input_invalidates(cifar, counted, change):
     assert counted == [4, 4]
 
 
+@pytest.mark.slow
 def test_another_process_reuses_the_cache(cifar, counted):
     _get(_backbone(), cifar, range(6))
     script = (
@@ -102,6 +103,7 @@ def test_another_process_reuses_the_cache(cifar, counted):
     assert out.returncode == 0, out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_concurrent_writers_of_one_entry_never_corrupt_it(cifar):
     """Nodes of a cluster sharing a mounted cache folder: three processes fill one entry at the same moment, each
     with examples the others lack. Each gets the right features; the entry left is whole and right."""
