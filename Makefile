@@ -78,11 +78,14 @@ bench: install  ## run experiments/default.yaml (finished cells are skipped) and
 smoke: install  ## a tiny matrix, about a minute: checks the whole pipeline
 	$(BIN)/bench run experiments/smoke.yaml
 
-test: install  ## the whole test suite (pytest's exit code 5, "no tests collected", is a failure)
-	$(BIN)/pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -ne 5 ] || echo "error: pytest collected no tests" >&2; exit $$rc
+# the suite on every core (pytest-xdist; the cluster tests, grouped, run one at a time on one worker)
+PYTEST := $(BIN)/pytest -q -n auto --dist loadgroup
 
-test-fast: install  ## a contributor's loop: every test but those marked slow (real networks, processes, servers)
-	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+test: install  ## the whole test suite, about 6 minutes on 2 cores (pytest's exit code 5, no tests, is a failure)
+	$(PYTEST) $(PYTEST_ARGS); rc=$$?; [ $$rc -ne 5 ] || echo "error: pytest collected no tests" >&2; exit $$rc
+
+test-fast: install  ## a contributor's loop, about 80 s: every test but those marked slow (processes, servers)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 perf: install  ## timing benchmarks, as ratios against a baseline measured in the same run (medians)
 	$(BIN)/python benchmarks/feature_cache.py

@@ -259,7 +259,7 @@ def test_a_ray_address_where_nothing_answers_is_one_error_line_within_seconds(
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_a_driver_that_started_ray_here_stops_the_tasks_and_a_rerun_gives_the_single_process_summary(
+def test_ctrl_c_on_a_driver_that_started_ray_here_stops_the_tasks_and_a_local_rerun_gives_the_single_process_summary(
     exp_file, reference, tmp_path, ray_token
 ):
     results = tmp_path / "results"
@@ -279,8 +279,10 @@ def test_ctrl_c_on_a_driver_that_started_ray_here_stops_the_tasks_and_a_rerun_gi
     with pytest.raises(ProcessLookupError):  # the task's worker process stopped with the cluster
         os.kill(pid, 0)
     tracking, optuna_url = sqlite_stores(results)
-    assert "RUNNING" not in set(runs(tracking, "tiny").status)
-    _run(_bench(results, "run", str(exp_file), "--ray"))  # on a cluster started here, as the first run
+    interrupted = runs(tracking, "tiny")
+    assert "RUNNING" not in set(interrupted.status)
+    started = interrupted.query("stage == 'cell'")
+    assert len(started) and started["env.ray_resources"].eq("CPU=1").all()  # training.threads CPUs, no GPU
+    _run(_bench(results, "run", str(exp_file)))  # resumed in this process: what Ray left is taken over
     pd.testing.assert_frame_equal(_summary(results), reference)
-    cells = assert_exactly_once(tracking, optuna_url, "tiny", CELLS, SEEDS, TRIALS).query("stage == 'cell'")
-    assert cells["env.ray_resources"].eq("CPU=1").all()  # training.threads CPUs, no GPU
+    assert_exactly_once(tracking, optuna_url, "tiny", CELLS, SEEDS, TRIALS)
