@@ -19,3 +19,17 @@ def test_metrics_of_known_predictions():
 def test_a_class_absent_from_the_test_split_has_no_accuracy():
     m = classification_metrics(np.array([0, 1]), np.array([0, 1]), ["a", "b", "c"])
     assert m["per_class_acc"]["c"] is None and m["test_acc"] == 1.0
+
+
+def test_the_same_as_scikit_learn_on_random_predictions_with_absent_classes():
+    from sklearn.metrics import confusion_matrix
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        k = int(rng.integers(2, 8))
+        true, pred = rng.integers(0, k - 1, 30), rng.integers(0, k, 30)  # the last class never true, maybe predicted
+        m = classification_metrics(pred, true, [str(c) for c in range(k)])
+        labels = np.arange(k)
+        assert m["confusion_matrix"] == confusion_matrix(true, pred, labels=labels).tolist()
+        expected = f1_score(true, pred, labels=labels, average="macro", zero_division=0)
+        assert abs(m["test_macro_f1"] - expected) < 1e-12
