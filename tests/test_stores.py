@@ -63,3 +63,25 @@ def test_a_server_that_does_not_answer_is_named_before_any_work(tmp_path, tracki
     with pytest.raises(stores.StoreError, match=message) as err:
         stores.prepare(tracking.format(tmp=tmp_path), optuna.format(tmp=tmp_path))
     assert "secret" not in str(err.value) and "docs/cluster.md" in str(err.value)
+
+
+def test_a_new_store_is_a_copy_of_an_empty_one_that_runs_no_migration_and_keeps_artifacts_in_its_folder(
+    tmp_path, monkeypatch
+):
+    import alembic.command
+    import mlflow
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    monkeypatch.setenv("TRANSFERBENCH_RESULTS", str(first))
+    stores.prepare(*_uris(first))  # builds the empty stores of these library versions once (or finds them)
+    migrations = []
+    monkeypatch.setattr(alembic.command, "upgrade", lambda *a, **k: migrations.append(a))
+    monkeypatch.setenv("TRANSFERBENCH_RESULTS", str(second))
+    tracking, optuna = _uris(second)
+    assert stores.prepare(tracking, optuna) == [] and migrations == []  # copied, not migrated
+    client = mlflow.MlflowClient(tracking)
+    assert client.get_experiment("0").artifact_location == (second / "artifacts").resolve().as_uri() + "/0"
+    run = client.create_run(client.create_experiment("copied"))
+    client.log_metric(run.info.run_id, "acc", 0.5)
+    assert client.get_run(run.info.run_id).data.metrics == {"acc": 0.5}
+    assert "transferbench_claims" in sa.inspect(sa.create_engine(optuna)).get_table_names()
