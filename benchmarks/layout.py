@@ -4,8 +4,9 @@
     the harness (``CellTrainer.run``: the model from the in-memory pretrained copy, the one loop), with NCHW
     convolutions (PyTorch's default layout, the path before channels-last) and with channels-last (the default),
     interleaved; seconds per optimiser step.
-(b) Evaluation: ``predict`` over 2,000 CIFAR-10 test images with the same model in both layouts, at the training
-    batch size; and in channels-last at other batch sizes.
+(b) Evaluation: ``predict`` over 2,000 CIFAR-10 test images with the same model: the path before (NCHW, in batches
+    of the training batch size) against the harness's now (channels-last, in batches of ``EVAL_BATCH_SIZE``); the
+    layout alone at the training batch size; and channels-last at other batch sizes.
 
 Medians of --repeats, one torch thread (as every training run of the default), on whatever else the machine runs:
 time it on an idle machine. Figures go to results/perf/layout.json.
@@ -29,7 +30,7 @@ from bench import config, data, environment
 from bench.inputs import preprocessed
 from bench.matrix import expand
 from bench.train import Batches, predict
-from bench.trainer import CellTrainer
+from bench.trainer import EVAL_BATCH_SIZE, CellTrainer
 
 LAYOUTS = ("nchw", "channels_last")
 STEPS = (8, 24)  # two run lengths: their difference is the cost of the steps alone (no set-up, no validation)
@@ -97,18 +98,21 @@ def main() -> None:
         run_seconds(trainers[STEPS[0]], layout)
         eval_seconds(trainers[STEPS[0]], layout, batch)
     step = {layout: [] for layout in LAYOUTS}
-    images = {layout: [] for layout in LAYOUTS}
-    sizes = sorted({batch, 32, 64, 128})
+    images = {layout: [] for layout in LAYOUTS}  # at the training batch size
+    now = []  # channels-last at the harness's evaluation batch size
+    sizes = sorted({batch, EVAL_BATCH_SIZE, 64, 128})
     by_size = {size: [] for size in sizes}
     for _ in range(args.repeats):
         for layout in LAYOUTS:
             short, long = (run_seconds(trainers[s], layout) for s in STEPS)
             step[layout].append((long - short) / (STEPS[1] - STEPS[0]))
             images[layout].append(EVAL_IMAGES / eval_seconds(trainers[STEPS[0]], layout, batch))
+        now.append(EVAL_IMAGES / eval_seconds(trainers[STEPS[0]], "channels_last", max(batch, EVAL_BATCH_SIZE)))
         for size in sizes:
             by_size[size].append(EVAL_IMAGES / eval_seconds(trainers[STEPS[0]], "channels_last", size))
     median = {k: statistics.median(v) for k, v in step.items()}
     rate = {k: statistics.median(v) for k, v in images.items()}
+    rate_now = statistics.median(now)
     result = {
         "threads": threads,
         "repeats": args.repeats,
@@ -119,6 +123,8 @@ def main() -> None:
         "eval_images_per_s": images,
         "eval_images_per_s_median": rate,
         "eval_speedup_channels_last": rate["channels_last"] / rate["nchw"],
+        "eval_images_per_s_harness_now": now,
+        "eval_speedup_harness_now_over_before": rate_now / rate["nchw"],
         "eval_images_per_s_by_batch_channels_last": {s: statistics.median(v) for s, v in by_size.items()},
     }
     out = record.write("layout", result)
@@ -127,6 +133,10 @@ def main() -> None:
     print(f"  channels-last / NCHW speed-up: {result['train_speedup_channels_last']:.2f}x")
     print(f"  evaluation at batch {batch}: NCHW {rate['nchw']:.0f} images/s, channels-last {rate['channels_last']:.0f}")
     print(f"  channels-last / NCHW speed-up: {result['eval_speedup_channels_last']:.2f}x")
+    print(
+        f"  evaluation now (channels-last, batch {max(batch, EVAL_BATCH_SIZE)}): {rate_now:.0f} images/s, "
+        f"{result['eval_speedup_harness_now_over_before']:.2f}x the path before (NCHW, batch {batch})"
+    )
     shown = ", ".join(f"{s}: {r:.0f}" for s, r in result["eval_images_per_s_by_batch_channels_last"].items())
     print(f"  channels-last evaluation by batch size (images/s): {shown}   ({out})")
 
