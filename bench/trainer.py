@@ -25,7 +25,8 @@ from bench.train import Batches, EvalStats, accuracy, best, fit, predict, schedu
 
 HEAD_SEED = 1_000_003  # the head's init follows the seed alone, however the backbone was built
 # Evaluation (validation, test, features of a frozen backbone) in batches of at least this many: MobileNetV2 at
-# 64 px in channels-last evaluates 891 images/s at 32, 778 at 16 and 590 at 64 on one thread (benchmarks/layout.py)
+# 64 px in channels-last on one thread evaluates 852-891 images/s at 32 against 724-778 at 16; 64 gave 590 and
+# 883 in two measurements, 128 592 (benchmarks/layout.py, 2026-12-07)
 EVAL_BATCH_SIZE = 32
 
 
