@@ -129,6 +129,19 @@ def _paused_in_a_trial(tmp_path: Path) -> dict[str, str]:
     return {"TRANSFERBENCH_FAULTS": "cell.trial@2:pause", "TRANSFERBENCH_FAULT_DIR": str(tmp_path / "faults")}
 
 
+def _ends(pid: int, within: float = 60) -> bool:
+    """Whether process ``pid`` ends within ``within`` seconds: Ray stops a cluster's workers after its driver
+    has exited, a moment later on a busy machine."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _paused_pid(tmp_path: Path, proc: subprocess.Popen) -> int:
     file = tmp_path / "faults" / "cell.trial"
     end = time.monotonic() + 300
@@ -276,8 +289,7 @@ def test_ctrl_c_on_a_driver_that_started_ray_here_stops_the_tasks_and_a_local_re
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
     assert "3 cell(s) to train on the Ray cluster" in out
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted: ")
-    with pytest.raises(ProcessLookupError):  # the task's worker process stopped with the cluster
-        os.kill(pid, 0)
+    assert _ends(pid), "the task's worker process outlived the cluster it was started on"
     tracking, optuna_url = sqlite_stores(results)
     interrupted = runs(tracking, "tiny")
     assert "RUNNING" not in set(interrupted.status)
