@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data root, a fresh results folder per test, a tiny experiment."""
+"""Shared fixtures: the real data root, a fresh results folder per test, the tiny experiment, and runs made once
+per session and shared by pytest-xdist's workers."""
 
 from __future__ import annotations
 
