@@ -25,8 +25,9 @@ from bench.train import Batches, EvalStats, accuracy, best, fit, predict, schedu
 
 HEAD_SEED = 1_000_003  # the head's init follows the seed alone, however the backbone was built
 # Evaluation (validation, test, features of a frozen backbone) in batches of at least this many: MobileNetV2 at
-# 64 px in channels-last on one thread evaluates 852-891 images/s at 32 against 724-778 at 16; 64 gave 590 and
-# 883 in two measurements, 128 592 (benchmarks/layout.py, 2026-12-07)
+# 64 px in channels-last on one thread evaluated 852-895 images/s at 32 against 724-778 at 16 in three of four
+# interleaved measurements (benchmarks/layout.py and two like it, 2026-12-07), 679 against 807 in the fourth; 64
+# gave 590 and 883, 128 592. The machine is noisy: `make perf` measures it again.
 EVAL_BATCH_SIZE = 32
 
 
