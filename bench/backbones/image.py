@@ -59,7 +59,7 @@ class TimmBackbone(Backbone):
     def channels_last(self, on: bool = True) -> TimmBackbone:
         """Convolutions in the channels-last layout (weights and inputs), or in PyTorch's default NCHW: the same
         arithmetic in another summation order. Channels-last is the default: on the CPU a MobileNetV2 training step
-        at 64 px takes about two thirds of the time, an evaluation half (``make perf`` measures both)."""
+        at 64 px took 81 ms instead of 137, an evaluation at batch 16 about 0.8 of the time (``make perf``)."""
         self.memory_format = torch.channels_last if on else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         return self

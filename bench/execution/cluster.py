@@ -37,8 +37,10 @@ STOP_SECONDS = 30.0
 CLIENT_ATTEMPTS = 3  # tries to connect as a Ray Client
 # What a task needs from the driver's environment: where data, results and caches are, no network, and the fault
 # points a test armed (bench/faults.py).
-PASSED_ENV = (paths.DATA_ENV, paths.RESULTS_ENV, paths.CACHE_ENV, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-PASSED_ENV += (faults.FAULTS_ENV, faults.FAULT_DIR_ENV)
+PASSED_ENV = (
+    *(paths.DATA_ENV, paths.RESULTS_ENV, paths.CACHE_ENV, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"),
+    *(faults.FAULTS_ENV, faults.FAULT_DIR_ENV),
+)
 QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 
 
