@@ -34,14 +34,25 @@ def final_seed(trainer: CellTrainer, tracker: Tracker, hp: dict[str, Any], seed:
         metrics = classification_metrics(run.test_pred, run.test_true, trainer.dataset.classes)
         tracker.log_run(run.history, {**_scalars(metrics), **run.cost()})
         tracker.mlflow.log_dict(metrics, "test_metrics.json")
+        split = trainer.split(seed)
         record = {
             "seed": seed,
             "val_acc": run.val_acc,
             "steps": run.steps,
             "best_step": run.best_step,
             "seconds": round(run.seconds, 2),
-            "train_counts": trainer.split(seed).train_counts,
+            "train_counts": split.train_counts,
+            "n_train": len(split.train),
+            "n_val": len(split.val),
+            "n_test": len(split.test),
+            **run.diagnostics,
             **metrics,
+            # per test example, so any comparison can be recomputed from what is stored
+            "predictions": {
+                "test_index": run.test_index.tolist(),
+                "predicted": run.test_pred.tolist(),
+                "true": run.test_true.tolist(),
+            },
         }
         results.save_seed(trainer.exp.name, cell, seed, record)
     return record
@@ -66,7 +77,7 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, env: dict[str, str] | None 
         **exp.training.model_dump(exclude={"device", "threads"}),
         "n_trials": exp.tuning.n_trials,
         "seeds": exp.seeds,
-        "val_per_class": exp.splits.val_per_class,
+        **{f"splits.{k}": v for k, v in exp.splits.model_dump().items()},
     }
     with tracker.cell_run(cell, settings, env):
         hp, study = tune(trainer, tracker, trainer.say)
@@ -84,7 +95,8 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, env: dict[str, str] | None 
         }
         tracker.log_metrics({"test_acc_mean": mean, "test_acc_std": std, "test_macro_f1_mean": f1, **spent})
         _log_confusion(tracker, cell, finals, trainer.dataset.classes, mean)
-    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+        _log_predictions(tracker, finals)
+    states = [t.state.name for t in study.get_trials(deepcopy=False)] if study is not None else []
     return {
         **cell.tags,
         "run_name": cell.run_name,
@@ -106,6 +118,19 @@ def _log_confusion(tracker: Tracker, cell: Cell, finals: list[dict], classes: li
     title = f"{cell.run_name}: test acc {100 * mean:.1f} % (summed over {len(finals)} seeds)"
     with tempfile.TemporaryDirectory() as tmp:
         tracker.log_artifact(confusion_matrix_png(total, classes, title, Path(tmp) / "confusion_matrix.png"))
+
+
+def _log_predictions(tracker: Tracker, finals: list[dict]) -> None:
+    """Every final seed's per-example test predictions as one CSV artifact of the cell (seed, test_index,
+    predicted, true): what a paired comparison of two cells resamples."""
+    rows = ["seed,test_index,predicted,true"]
+    for r in finals:
+        p = r["predictions"]
+        rows += [f"{r['seed']},{i},{y},{t}" for i, y, t in zip(p["test_index"], p["predicted"], p["true"], strict=True)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "predictions.csv"
+        path.write_text("\n".join(rows) + "\n")
+        tracker.log_artifact(path)
 
 
 def done_line(cell: Cell, record: dict[str, Any]) -> str:

@@ -33,10 +33,14 @@ class _Strict(BaseModel):
                     raise ValueError(f"'{key}' is a number, got {value} (YAML reads yes, no, on, off as booleans)")
         return data
 
+    retired: ClassVar[dict[str, str]] = {}  # keys of earlier versions -> what became of them
+
     @classmethod
     def _unknown(cls, key: Any) -> str:
         """What is wrong with an unknown key: where it belongs, or the key it resembles, and the allowed keys."""
         allowed = list(cls.model_fields)
+        if str(key) in cls.retired:
+            return f"'{key}' {cls.retired[str(key)]}"
         hint = cls._nested_home(str(key)) or did_you_mean(str(key), allowed)
         return f"unknown key '{_cut(str(key))}'{hint}; allowed keys: {', '.join(allowed)}"
 
@@ -180,6 +184,16 @@ class TrainingConfig(_Strict):
         "ends with the weights of its best validation "
         "(default: off; every run takes all its steps and keeps its last weights)",
     )
+    monitor: Literal["val_acc", "val_loss"] = Field(
+        "val_acc",
+        description="what early stopping and the kept weights follow: validation accuracy (higher is better) or "
+        "validation cross-entropy (lower is better; smoother on small validation sets)",
+    )
+    min_delta: float | Literal["binomial"] = Field(
+        0.0,
+        description="a validation counts as better only by more than this (accuracy, or nats of cross-entropy); "
+        "'binomial': one standard error of a 50 % accuracy on the validation examples, 0.5 / sqrt(n_val)",
+    )
     warmup_steps: int = Field(
         0, ge=0, le=1_000_000, description="optimiser steps of linear learning-rate warm-up before the cosine decay"
     )
@@ -209,9 +223,38 @@ class TrainingConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    val_per_class: int = Field(20, ge=1, description="validation examples per class, drawn from the training pool")
+    """Which labelled examples a cell validates on, and which test examples it is measured on."""
+
+    retired: ClassVar[dict[str, str]] = {
+        "val_per_class": "drew validation examples on top of the budget; validation now comes out of the budget "
+        "(splits.val_fraction, default 0.2). To validate on extra labels anyway, write splits.extra_val_per_class "
+        "(the report then says so)"
+    }
+
+    val_fraction: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="share of each class's budget held out for validation (choosing trials and the kept step), "
+        "inside the budget: VTAB-1k's 200 of 1,000",
+    )
+    min_val_per_class: int = Field(
+        2,
+        ge=1,
+        description="a hold-out of fewer examples per class is none: the run then takes its fixed schedule, keeps "
+        "its last weights and uses its strategy's defaults (no trials to choose between)",
+    )
+    extra_val_per_class: int | None = Field(
+        None,
+        ge=1,
+        description="instead, validate on this many examples per class drawn *outside* the budget (the report says "
+        "so in its first lines; default: none, validation comes out of the budget)",
+    )
     test_per_class: int | None = Field(
-        None, ge=1, description="cap on test examples per class (a fixed stratified subset); default: all"
+        None,
+        ge=1,
+        description="a fixed stratified test subset with this many examples per class (fewer when the smallest "
+        "class has fewer: every class the same, so accuracy is balanced accuracy); default: the whole test split",
     )
 
 

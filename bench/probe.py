@@ -3,8 +3,10 @@
 The protocol of Kornblith, Shlens and Le (2019, "Do better ImageNet models transfer better?") and of CLIP's
 linear probes (Radford et al. 2021): features standardised with the training split's statistics, a multinomial
 logistic regression with an L2 penalty fit by full-batch L-BFGS until the gradient vanishes, and the inverse
-regularisation strength ``C`` tuned on validation data. The objective is scikit-learn's
-``LogisticRegression(C=C)``: ``C * sum_i CE_i + 1/2 ||W||^2``, the bias unpenalised.
+regularisation strength ``C`` tuned on held-out data: here by stratified cross-validation over the training
+examples themselves (``cv_C``), so the probe spends no label outside its budget and none on a separate hold-out.
+The objective is scikit-learn's ``LogisticRegression(C=C)``: ``C * sum_i CE_i + 1/2 ||W||^2``, the bias
+unpenalised.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import torch
 import torch.nn.functional as F
 
 C_RANGE = (1e-4, 1e2)  # the log-scale range Optuna searches for C
-C_GRID = tuple(10.0**e for e in range(-4, 3))  # the same range, a value per decade, for a sweep on validation
+C_GRID = tuple(10.0**e for e in range(-4, 3))  # the same range, a value per decade, for cross-validation
+CV_FOLDS = 5  # folds of the cross-validation that chooses C (fewer when a class has fewer examples)
+C_WITHOUT_CV = 1.0  # scikit-learn's default C, for a class of one example (nothing to cross-validate)
 
 
 @dataclass(frozen=True)
@@ -77,23 +81,44 @@ def fit_probe(
     return ProbeFit(weight.float(), bias.float(), loss, int(state.get("n_iter", 0)), grad <= tol * 10)
 
 
-def sweep_C(
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int = 0) -> list[torch.Tensor]:
+    """``folds`` disjoint index sets that cover every example, each class dealt round-robin after a seeded shuffle."""
+    rng = torch.Generator().manual_seed(seed)
+    assignment = torch.empty(len(labels), dtype=torch.long)
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=rng)]
+        assignment[idx] = torch.arange(len(idx)) % folds
+    return [torch.nonzero(assignment == f).flatten() for f in range(folds)]
+
+
+def cv_C(
+    features: torch.Tensor,
+    labels: torch.Tensor,
     num_classes: int,
     grid: tuple[float, ...] = C_GRID,
-) -> tuple[float, ProbeFit]:
-    """The probe of ``grid``'s ``C`` with the best validation accuracy (the most regularised one, on ties), fit on
-    ``train``: how Kornblith et al. (2019) choose the L2 strength of a linear probe, on (features, labels) pairs."""
-    best: tuple[float, float, ProbeFit] | None = None
-    for C in sorted(grid):
-        fit = fit_probe(*train, num_classes, C)
-        logits = val[0].detach().to("cpu", torch.float32) @ fit.weight.T + fit.bias
-        acc = float((logits.argmax(dim=1) == val[1].to("cpu")).float().mean())
-        if best is None or acc > best[0]:
-            best = (acc, C, fit)
-    assert best is not None, "an empty grid of C values"
-    return best[1], best[2]
+    folds: int = CV_FOLDS,
+) -> tuple[float, float]:
+    """The ``C`` of ``grid`` with the best accuracy over stratified ``folds``-fold cross-validation of the given
+    examples (the most regularised one, on ties), and that accuracy: scikit-learn's ``LogisticRegressionCV``, with
+    at most as many folds as the smallest class has examples. With a class of one example there is nothing to
+    hold out: ``C_WITHOUT_CV`` and NaN."""
+    labels = labels.detach().to("cpu", torch.long)
+    folds = min(folds, int(torch.bincount(labels).min()) if len(labels) else 0)
+    if folds < 2:
+        return C_WITHOUT_CV, float("nan")
+    parts = stratified_folds(labels, folds)
+    x = features.detach().to("cpu")
+    correct = dict.fromkeys(grid, 0)
+    for held in parts:
+        kept = torch.ones(len(labels), dtype=torch.bool)
+        kept[held] = False
+        for C in grid:
+            fit = fit_probe(x[kept], labels[kept], num_classes, C)
+            logits = x[held].to(torch.float32) @ fit.weight.T + fit.bias
+            correct[C] += int((logits.argmax(dim=1) == labels[held]).sum())
+    best = max(sorted(grid), key=lambda C: correct[C])  # max keeps the first (smallest C) of equals
+    return best, correct[best] / len(labels)
 
 
 def load_into(head: torch.nn.Linear, fit: ProbeFit) -> None:

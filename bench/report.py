@@ -37,8 +37,11 @@ SUMMARY_COLUMNS = [
     "backbone",
     "budget",
     "n_train",
+    "n_val",
+    "n_test",
     "examples_per_class",
     "strategy",
+    "identical_to",
     "seeds",
     "test_acc_mean",
     "test_acc_std",
@@ -67,11 +70,17 @@ def _hp_text(hp: dict[str, Any]) -> str:
 
 
 def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """A row per cell: accuracy over seeds with its CI, and the paired comparison with scratch."""
+    """A row per cell: the labelled and test examples it used (seed 0's), accuracy over seeds with its CI, the
+    strategy whose predictions it copies at every seed (``identical_to``), and the paired comparison with scratch
+    (none for a copy: it is the same result)."""
     table = stats.cells(records)
+    copies = stats.identical_to(records)
     df = pd.DataFrame(records)
     df["budget"] = df["budget"].astype(str)
     df["n_train"] = [sum(r["seeds"][0]["train_counts"].values()) for r in records]
+    df["n_val"] = [r["seeds"][0].get("n_val", math.nan) for r in records]
+    df["n_test"] = [stats.n_test_examples(r["seeds"][0]) for r in records]
+    df["identical_to"] = [copies.get(r["cell_key"], "") for r in records]
     df["examples_per_class"] = [stats.budget_per_class(r) for r in records]
     df["best_hp"] = df["best_hp"].map(_hp_text)
     df["steps"] = [_median_of(r, "steps") for r in records]
@@ -84,7 +93,7 @@ def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
     group = list(stats.GROUP)
     scratch = df[df.strategy == "scratch"].set_index(group)["test_acc_mean"].rename("scratch_acc_mean")
     df = df.join(scratch, on=group)
-    gains = stats.gains_over_scratch(records)
+    gains = stats.gains_over_scratch(stats.distinct(records))
     if len(gains):
         gains = gains.rename(columns={"gain": "gain_over_scratch"})
         df = df.merge(gains.drop(columns="significant"), on=[*group, "strategy"], how="left")
@@ -93,6 +102,71 @@ def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
             df[col] = math.nan
     df.loc[df.strategy == "scratch", "gain_over_scratch"] = 0.0
     return df[SUMMARY_COLUMNS]
+
+
+def write_predictions(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Every final seed's per-example test predictions, one row per (cell, seed, test example): what any paired
+    comparison resamples. Gzipped CSV; nothing when no cell stored predictions (older versions)."""
+    rows = [
+        (r["dataset"], r["backbone"], str(r["budget"]), r["strategy"], s["seed"], i, y, t)
+        for r in records
+        for s in r["seeds"]
+        if "predictions" in s
+        for i, y, t in zip(*s["predictions"].values(), strict=True)
+    ]
+    if not rows:
+        path.unlink(missing_ok=True)
+        return None
+    columns = ["dataset", "backbone", "budget", "strategy", "seed", "test_index", "predicted", "true"]
+    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
+    return path
+
+
+def _labels(records: list[dict[str, Any]], summary: pd.DataFrame) -> list[str]:
+    """The report's first lines: the labelled examples each cell used (training and validation together), how many
+    test examples measure it, a warning when validation came from outside the budget, and the copies."""
+    classes = {r["cell_key"]: len(r["seeds"][0]["train_counts"]) for r in records}
+    rows = summary.assign(classes=summary.cell_key.map(classes), labelled=summary.n_train + summary.n_val.fillna(0))
+    numeric = rows[rows.budget != "all"]
+    outside = numeric[numeric.labelled > numeric.budget.astype(float) * numeric.classes]
+    lines = ["## Labels and test examples", ""]
+    if len(outside):
+        lines += [
+            f"**Validation outside the budget**: {len(outside)} cells validated on examples beyond their budget "
+            "(`splits.extra_val_per_class`): they used more labels than their budget says.",
+            "",
+        ]
+    per_group = rows.groupby(["dataset", "budget"], sort=False).agg(
+        classes=("classes", "first"),
+        labelled=("labelled", "max"),
+        hold_out=("n_val", "max"),
+        n_test=("n_test", "first"),
+    )
+    lines += [
+        "A budget is every labelled example a cell touches: strategies trained by gradient hold out part of it for "
+        "validation (to choose Optuna's trial and the kept step) where that leaves enough per class, else they "
+        "take a fixed schedule with their default hyperparameters; the linear probe chooses its C by "
+        "cross-validation inside the whole budget. The test examples are a fixed set, the same for every seed.",
+        "",
+        _md_table(
+            per_group.reset_index().assign(
+                hold_out=lambda d: d.hold_out.map(lambda v: "none" if not v else f"{v:.0f}"),
+                labelled=lambda d: d.labelled.map("{:.0f}".format),
+            )
+        ),
+        "",
+    ]
+    copies = summary[summary.identical_to.astype(bool)]
+    if len(copies):
+        listed = "; ".join(
+            f"{r.dataset}/{r.budget}: {r.strategy} = {r.identical_to}" for r in copies.itertuples(index=False)
+        )
+        lines += [
+            f"**Same predictions**: {len(copies)} of {len(summary)} cells predict exactly what another strategy "
+            f"predicts at every seed and count as that result in every comparison ({listed}).",
+            "",
+        ]
+    return lines
 
 
 def _median_of(record: dict[str, Any], key: str) -> float:
@@ -454,9 +528,11 @@ def write_report(
     out = paths.experiment_dir(experiment)
     summary = summarize(records)
     summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
+    write_predictions(records, out / "predictions.csv.gz")
     table = stats.cells(records)
-    gains = stats.gains_over_scratch(records)
-    ranks = stats.ranks(table)
+    results = stats.distinct(records)  # comparisons count strategies with the same predictions once
+    gains = stats.gains_over_scratch(results)
+    ranks = stats.ranks(stats.cells(results))
     figures = {
         "accuracy_vs_budget.png": plots.accuracy_curves(table, out / "accuracy_vs_budget.png"),
         "ranks.png": plots.rank_bars(ranks, out / "ranks.png"),
@@ -466,7 +542,7 @@ def write_report(
     spent = compute(records)
     if len(spent):
         figures["accuracy_vs_compute.png"] = plots.accuracy_vs_compute(spent, out / "accuracy_vs_compute.png")
-    cd_lines, cd_figure = _critical_difference(table, out)
+    cd_lines, cd_figure = _critical_difference(stats.cells(results), out)
     transfer_lines, transfer_figures = _transferability(scores, table, out)
     figures |= cd_figure | transfer_figures
     for stale in set(out.glob("*.png")) - set(figures.values()):  # plots an earlier report drew and this one does not
@@ -527,11 +603,12 @@ def write_report(
             else "."
         ),
         "",
+        *_labels(records, summary),
         _schedule(records),
         "",
         *_produced_by(records),
         "",
-        *_verdicts(records),
+        *_verdicts(results),
         *cd_lines,
         "## Gain over scratch",
         "",

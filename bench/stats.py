@@ -129,9 +129,51 @@ def paired_gain(treated: Sequence[float], baseline: Sequence[float]) -> dict[str
 
 
 def budget_per_class(record: dict[str, Any]) -> float:
-    """The budget as a number: the mean real training examples per class (``all`` becomes what it was)."""
-    counts = record["seeds"][0]["train_counts"].values()
-    return float(np.mean(list(counts)))
+    """The budget as a number: the labelled examples per class the cell used, training and validation together
+    (fewer than the budget where a class had fewer; ``all`` becomes what it was), never more than the budget (a
+    validation set drawn outside it is not part of it)."""
+    seed = record["seeds"][0]
+    counts = list(seed["train_counts"].values())
+    labelled = (sum(counts) + seed.get("n_val", 0)) / len(counts)
+    budget = str(record["budget"])
+    return min(float(budget), labelled) if budget != "all" else float(labelled)
+
+
+def _predictions(record: dict[str, Any]) -> dict[int, tuple] | None:
+    """A cell's per-example test predictions by seed, or None when a seed recorded none (an older version)."""
+    out = {}
+    for s in record["seeds"]:
+        if "predictions" not in s:
+            return None
+        p = s["predictions"]
+        out[s["seed"]] = (tuple(p["test_index"]), tuple(p["predicted"]))
+    return out
+
+
+def identical_to(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Cells whose test predictions equal another strategy's at every seed of the same dataset, backbone and budget:
+    ``{cell_key: the strategy it copies}``, the first such strategy in record order (the experiment's order). Two
+    such strategies are one result, whatever their names; cells without stored predictions are never flagged."""
+    first: dict[tuple, list[tuple[str, dict]]] = {}
+    copies = {}
+    for r in records:
+        preds = _predictions(r)
+        if preds is None:
+            continue
+        group = (r["dataset"], r["backbone"], str(r["budget"]))
+        for name, other in first.get(group, []):
+            if other == preds:
+                copies[r["cell_key"]] = name
+                break
+        else:
+            first.setdefault(group, []).append((r["strategy"], preds))
+    return copies
+
+
+def distinct(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records without the cells that copy another strategy's predictions (``identical_to``)."""
+    copies = identical_to(records)
+    return [r for r in records if r.get("cell_key") not in copies]
 
 
 def cells(records: list[dict[str, Any]]) -> pd.DataFrame:

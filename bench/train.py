@@ -77,6 +77,18 @@ def accuracy(model: nn.Module, batches: Batches) -> float:
     return float((preds == labels).mean())
 
 
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Batches) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy over all batches, in eval mode."""
+    model.eval()
+    correct, loss = 0, 0.0
+    for x, y in batches():
+        logits = model(x)
+        correct += int((logits.argmax(dim=1) == y).sum())
+        loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+    return correct / len(batches), loss / len(batches)
+
+
 @dataclass(frozen=True)
 class Schedule:
     """How long a training run lasts, in optimiser steps, where it validates, and when it stops early.
@@ -85,11 +97,12 @@ class Schedule:
     included); Optuna's pruner sees one report per validation. The learning rate warms up linearly over
     ``warmup`` steps, then decays along a cosine to zero at ``steps``. With ``patience``, the run also validates
     before its first step, stops once ``patience`` validations in a row have not beaten the best one, and ends
-    holding the weights of its best validation (the earliest, on ties). Validations count towards patience after
-    the warm-up, and once the run has beaten its starting weights: a run still at its start (random weights on a
-    plateau, LP-FT's probe not yet improved on) has not stalled, it has not begun, and takes all its steps. With
-    ``batchnorm="frozen"`` BatchNorm layers keep the statistics they start with (their scale and shift still
-    train).
+    holding the weights of its best validation (the earliest, on ties). "Best" is by ``monitor``: the highest
+    validation accuracy, or the lowest validation cross-entropy, by more than ``min_delta``. Validations count
+    towards patience after the warm-up, and once the run has beaten its starting weights: a run still at its start
+    (random weights on a plateau, LP-FT's probe not yet improved on) has not stalled, it has not begun, and takes all
+    its steps. With ``batchnorm="frozen"`` BatchNorm layers keep the statistics they start with (their scale and
+    shift still train).
     """
 
     steps: int
@@ -97,6 +110,14 @@ class Schedule:
     patience: int | None = None
     warmup: int = 0
     batchnorm: str = "train"  # "frozen": BatchNorm layers normalise with their running statistics, never update them
+    monitor: str = "val_acc"  # or "val_loss"
+    min_delta: float = 0.0  # a validation is better only by more than this (accuracy, or cross-entropy in nats)
+
+    def better(self, new: EvalStats, kept: EvalStats) -> bool:
+        """Whether validation ``new`` beats the kept one by ``monitor`` and ``min_delta``."""
+        if self.monitor == "val_loss":
+            return new.val_loss < kept.val_loss - self.min_delta
+        return new.val_acc > kept.val_acc + self.min_delta
 
     def eval_steps(self) -> list[int]:
         n = max(1, min(self.evaluations, self.steps))
@@ -142,7 +163,8 @@ class EvalStats:
     step: int  # optimiser steps so far
     epoch: float  # passes over the training examples so far
     train_loss: float  # mean training loss since the previous validation
-    val_acc: float
+    val_acc: float  # NaN when the run has no validation examples
+    val_loss: float = math.nan  # mean cross-entropy on the validation examples
 
 
 @dataclass(frozen=True)
@@ -171,13 +193,14 @@ def fit(
     model: nn.Module,
     param_groups: list[dict[str, Any]],
     train: Batches,
-    val: Batches,
+    val: Batches | None,
     plan: Schedule,
     lr: float,
     weight_decay: float,
     seed: int,
     extra_loss: Callable[[Step], torch.Tensor | None] = lambda step: None,
     on_eval: Callable[[EvalStats], None] = lambda stats: None,
+    diagnostics: dict[str, float] | None = None,
 ) -> list[EvalStats]:
     """Train with AdamW, warm-up and cosine decay for at most ``plan.steps`` steps, validating at
     ``plan.eval_steps()``; return the validations.
@@ -186,7 +209,11 @@ def fit(
     backward, optimiser step. Parameter groups may carry their own ``lr``/``weight_decay``; ``on_eval`` may raise
     to stop early (Optuna pruning). Raises ``DivergedError`` as soon as the loss is not finite. With
     ``plan.patience`` the first validation is of the starting weights (step 0, not passed to ``on_eval``), and the
-    model ends holding the weights of ``best(history)``.
+    model ends holding the weights of ``best(history, plan)``. Without validation examples (``val`` None or
+    empty) the run takes all its steps and keeps its last weights; its history has the training loss only.
+    With a penalty, ``diagnostics`` receives ``penalty_grad_ratio_first`` and ``_last``: the norm of the penalty's
+    gradient over the cross-entropy's, at the first step and at the last validated one, so a user sees whether
+    the regulariser acted.
     """
     param_groups = [{**g, "params": list(g["params"])} for g in param_groups]  # generators are read once
     params = [p for g in param_groups for p in g["params"]]
@@ -195,10 +222,11 @@ def fit(
     optimizer = torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay, fused=fused)
     lr_schedule = learning_rates(optimizer, plan)
     per_epoch = batches_per_epoch(len(train), train.batch_size)
+    validated = val is not None and len(val) > 0
     evals, history = plan.eval_steps(), []
     kept, saved, waited = None, None, 0  # with patience: the best validation so far, its weights, validations since
-    if plan.patience is not None:
-        kept, saved = EvalStats(0, 0.0, math.nan, accuracy(model, val)), _copy_of(model)
+    if plan.patience is not None and validated:
+        kept, saved = EvalStats(0, 0.0, math.nan, *evaluate(model, val)), _copy_of(model)
         history.append(kept)
     step, epoch, total, count = 0, 0, 0.0, 0
     while step < plan.steps and waited != plan.patience:
@@ -207,6 +235,7 @@ def fit(
             features, logits = forward(model, x)
             loss = F.cross_entropy(logits, y)
             penalty = extra_loss(Step(x, features, logits, y, step))
+            measure = penalty is not None and diagnostics is not None and (step == 0 or step + 1 in evals)
             if penalty is not None:
                 loss = loss + penalty
             if not torch.isfinite(loss):
@@ -214,18 +243,24 @@ def fit(
                     f"loss is {loss.item()} at step {step + 1}; the learning rate ({lr:.3g}) is likely too high"
                 )
             optimizer.zero_grad(set_to_none=True)
+            of_penalty = _gradients(penalty, params) if measure else None
             loss.backward()
+            if of_penalty is not None:
+                ratio = _penalty_ratio(of_penalty, params)
+                diagnostics.setdefault("penalty_grad_ratio_first", ratio)
+                diagnostics["penalty_grad_ratio_last"] = ratio
             optimizer.step()
             lr_schedule.step()
             step += 1
             total += loss.item() * len(y)
             count += len(y)
             if step in evals:
-                stats = EvalStats(step, round(step / per_epoch, 3), total / count, accuracy(model, val))
+                measured = evaluate(model, val) if validated else (math.nan, math.nan)
+                stats = EvalStats(step, round(step / per_epoch, 3), total / count, *measured)
                 total, count = 0.0, 0
                 history.append(stats)
                 on_eval(stats)
-                if kept is not None and stats.val_acc > kept.val_acc:
+                if kept is not None and plan.better(stats, kept):
                     kept, saved, waited = stats, _copy_of(model), 0
                 elif kept is not None and step > plan.warmup and kept.step > 0:
                     waited += 1  # not while the learning rate still rises, nor before the run beats its start
@@ -238,6 +273,21 @@ def fit(
     return history
 
 
+def _gradients(penalty: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The penalty's gradient alone (zeros where it does not reach), the graph kept for the full backward."""
+    grads = torch.autograd.grad(penalty, params, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
+def _penalty_ratio(of_penalty: list[torch.Tensor], params: list[torch.Tensor]) -> float:
+    """||grad of the penalty|| / ||grad of the cross-entropy||, the latter being the full gradient minus the
+    penalty's (one extra backward pass, through the penalty only)."""
+    pen = torch.sqrt(sum(g.pow(2).sum() for g in of_penalty))
+    pairs = [(p.grad, g) for p, g in zip(params, of_penalty, strict=True) if p.grad is not None]
+    ce = torch.sqrt(sum((full - g).pow(2).sum() for full, g in pairs))
+    return float(pen / ce) if ce > 0 else math.inf
+
+
 def training_mode(model: nn.Module, batchnorm: str = "train") -> None:
     """``model.train()``, with BatchNorm layers left in eval mode when ``batchnorm`` is "frozen": they then
     normalise with the running statistics they started with and do not update them."""
@@ -248,9 +298,15 @@ def training_mode(model: nn.Module, batchnorm: str = "train") -> None:
                 module.eval()
 
 
-def best(history: list[EvalStats]) -> EvalStats:
-    """The validation a run keeps: its best (the earliest, on ties)."""
-    return max(history, key=lambda s: s.val_acc)
+def best(history: list[EvalStats], plan: Schedule | None = None) -> EvalStats:
+    """The validation a run keeps: its best by ``plan``'s monitor and minimum improvement (by accuracy, without a
+    plan), the earliest on ties."""
+    plan = plan or Schedule(1, 1)
+    kept = history[0]
+    for stats in history[1:]:
+        if plan.better(stats, kept):
+            kept = stats
+    return kept
 
 
 def _copy_of(model: nn.Module) -> dict[str, torch.Tensor]:

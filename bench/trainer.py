@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from bench.data import LoadedDataset, Split, make_split
 from bench.features import cached_features, weights_digest
 from bench.inputs import preprocessed
 from bench.matrix import Cell
-from bench.probe import ProbeFit, fit_probe, load_into, sweep_C
+from bench.probe import ProbeFit, cv_C, fit_probe, load_into
 from bench.strategies import Hyperparameters, get_strategy
 from bench.strategies.base import penalty
 from bench.train import Batches, EvalStats, accuracy, best, fit, predict, schedule
@@ -31,22 +32,35 @@ HEAD_SEED = 1_000_003  # the head's init follows the seed alone, however the bac
 EVAL_BATCH_SIZE = 32
 
 
+def min_delta(configured: float | str, n_val: int) -> float:
+    """``training.min_delta`` as a number: "binomial" is one standard error of a 50 % accuracy on ``n_val``
+    validation examples."""
+    if configured == "binomial":
+        return 0.5 / math.sqrt(n_val) if n_val else 0.0
+    return float(configured)
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
-def split_of(exp: Experiment, dataset: LoadedDataset, budget: int | str, seed: int) -> Split:
-    """The examples a run of ``exp`` at ``budget`` and ``seed`` trains, validates and tests on."""
+def split_of(exp: Experiment, dataset: LoadedDataset, budget: int | str, seed: int, holds_out: bool = True) -> Split:
+    """The examples a run of ``exp`` at ``budget`` and ``seed`` trains, validates and tests on (``holds_out``: the
+    strategy validates on a hold-out from its budget; else it trains on all of it)."""
+    splits = exp.splits
     return make_split(
         dataset.train_labels,
         dataset.test_labels,
         budget,
         seed,
-        exp.splits.val_per_class,
-        exp.splits.test_per_class,
-        dataset.name,
+        holds_out=holds_out,
+        extra_val_per_class=splits.extra_val_per_class,
+        test_per_class=splits.test_per_class,
+        dataset=dataset.name,
+        val_fraction=splits.val_fraction,
+        min_val_per_class=splits.min_val_per_class,
     )
 
 
@@ -60,13 +74,17 @@ class RunResult:
     seconds: float  # the run's wall time: model, probe, loop and test
     probe: ProbeFit | None = field(default=None, repr=False)
     test_acc: float | None = None
+    test_index: np.ndarray | None = field(default=None, repr=False)  # positions in the dataset's test split
     test_pred: np.ndarray | None = field(default=None, repr=False)
     test_true: np.ndarray | None = field(default=None, repr=False)
+    diagnostics: dict[str, float] = field(default_factory=dict)  # the penalty's gradient ratios, the probe's C
 
     def cost(self) -> dict[str, float]:
         """What the run spent and kept, for MLflow: optimiser steps, the step of the weights it ended with, wall
-        seconds, and how the linear probe converged when it had one."""
+        seconds, how the linear probe converged when it had one, and the diagnostics (a penalty's gradient ratio,
+        the probe's cross-validated C)."""
         spent = {"steps": self.steps, "best_step": self.best_step, "seconds": round(self.seconds, 2)}
+        spent |= self.diagnostics
         if self.probe is None:
             return spent
         return {**spent, "probe_iterations": self.probe.iterations, "probe_converged": self.probe.converged}
@@ -86,13 +104,18 @@ class CellTrainer:
         self.device = pick_device(exp.training.device)
         self.reuse_weights = True  # start runs from an in-memory copy of the pretrained weights
         self._digest: str | None = None
-        self._swept: dict[int, float] = {}  # seed -> the probe's C chosen on that seed's validation split
+        self._swept: dict[int, tuple[float, float]] = {}  # seed -> the probe's C by cross-validation, its accuracy
         # the best untested run so far (a trial's): a final seed with its seed and hyperparameters tests it instead
         # of training it again, since the same seed, split, init and shuffling train the same weights
         self._kept: tuple[tuple[int, str], RunResult, nn.Module, dict[str, Batches]] | None = None
 
     def split(self, seed: int) -> Split:
-        return split_of(self.exp, self.dataset, self.cell.budget, seed)
+        return split_of(self.exp, self.dataset, self.cell.budget, seed, self.strategy.holds_out)
+
+    def validates(self) -> bool:
+        """Whether this cell's runs have validation examples to choose trials and steps on (the same at every
+        seed: the hold-out's size follows the budget alone)."""
+        return len(self.split(0).val) > 0
 
     def build_model(self, seed: int) -> Classifier:
         """The backbone (pretrained, or random init from ``seed``) with a new linear head initialised from ``seed``."""
@@ -113,9 +136,11 @@ class CellTrainer:
         }
 
     def _input_batches(self, model: Classifier, split: Split) -> dict[str, Batches]:
-        """Batches of preprocessed inputs, computed once per example in this process."""
+        """Batches of preprocessed inputs, computed once per example in this process (no "val" without a hold-out)."""
         bb, batches = model.backbone, {}
         for p, (x, y, i, pool) in self._parts(split).items():
+            if not len(i):
+                continue
             inputs = preprocessed(bb, x, i, self.dataset.manifest, pool)
             batches[p] = Batches(inputs, y[i], np.arange(len(i)), self._batch_size(p), bb.collate, self.device)
         return batches
@@ -126,6 +151,8 @@ class CellTrainer:
         if self._digest is None:  # every run starts from the same pretrained weights: hash them once
             self._digest = weights_digest(model.backbone)
         for p, (x, y, i, pool) in self._parts(split).items():
+            if not len(i):
+                continue
             feats = cached_features(
                 model.backbone,
                 x,
@@ -152,19 +179,16 @@ class CellTrainer:
     def _probe(
         self, model: Classifier, split: Split, seed: int, fits: list[ProbeFit]
     ) -> Callable[[float | None], None]:
-        """``probe(C)``: fit the head as a converged logistic regression on the frozen backbone's features;
-        ``probe(None)`` chooses ``C`` on the validation split (``sweep_C``, once per seed)."""
+        """``probe(C)``: fit the head as a converged logistic regression on the frozen backbone's features of the
+        training examples; ``probe(None)`` chooses ``C`` by cross-validation over those examples (``cv_C``, once
+        per seed), so the probe spends no validation example."""
 
         def probe(C: float | None) -> None:
-            batches = self._feature_batches(model, split)
-            train, val = batches["train"], batches["val"]
+            train = self._feature_batches(model, split)["train"]
             train_xy = (train.items, torch.from_numpy(train.labels))
             if C is None and seed not in self._swept:
-                self._swept[seed], fit = sweep_C(
-                    train_xy, (val.items, torch.from_numpy(val.labels)), len(self.dataset.classes)
-                )
-            else:
-                fit = fit_probe(*train_xy, len(self.dataset.classes), self._swept[seed] if C is None else C)
+                self._swept[seed] = cv_C(*train_xy, len(self.dataset.classes))
+            fit = fit_probe(*train_xy, len(self.dataset.classes), self._swept[seed][0] if C is None else C)
             load_into(model.head, fit)
             fits.append(fit)
 
@@ -194,6 +218,7 @@ class CellTrainer:
             if not test and (self._kept is None or result.val_acc > self._kept[1].val_acc):
                 self._kept = (same, result, module, batches)
         if test:
+            result.test_index = self.split(seed).test
             result.test_pred, result.test_true = predict(module, batches["test"])
             result.test_acc = float((result.test_pred == result.test_true).mean())
         result.seconds += time.perf_counter() - start
@@ -204,7 +229,7 @@ class CellTrainer:
     ) -> tuple[RunResult, nn.Module, dict[str, Batches]]:
         """One training run: the result, the module that predicts (the head alone on cached features when the
         backbone is frozen) and the batches it reads."""
-        split, fits = self.split(seed), []
+        split, fits, diagnostics = self.split(seed), [], {}
         model = self.build_model(seed)
         self.strategy.before_fit(model, hp, self._probe(model, split, seed, fits))
         groups = [{**g, "params": list(g["params"])} for g in self.strategy.param_groups(model, hp)]
@@ -229,22 +254,38 @@ class CellTrainer:
             warmup = min(training.warmup_steps, plan.steps - 1)
             # random weights have no statistics worth keeping: a network trained from scratch always learns its own
             batchnorm = training.batchnorm if self.strategy.pretrained else "train"
-            plan = replace(plan, patience=training.patience, warmup=warmup, batchnorm=batchnorm)
+            batchnorm = self.strategy.batchnorm or batchnorm
+            val = batches.get("val")
+            patience = training.patience if val is not None else None  # nothing to stop on: the fixed schedule
+            plan = replace(
+                plan,
+                patience=patience,
+                warmup=warmup,
+                batchnorm=batchnorm,
+                monitor=training.monitor,
+                min_delta=min_delta(training.min_delta, len(split.val)),
+            )
             history = fit(
                 module,
                 groups,
                 batches["train"],
-                batches["val"],
+                val,
                 plan,
                 lr=hp["lr"],
                 weight_decay=hp["weight_decay"],
                 seed=seed,
                 extra_loss=penalty(self.strategy, model, hp),
                 on_eval=on_eval,
+                diagnostics=diagnostics,
             )
-            kept = best(history) if plan.patience is not None else history[-1]
+            kept = best(history, plan) if plan.patience is not None else history[-1]
             val_acc, steps, best_step = kept.val_acc, history[-1].step, kept.step
-        else:
+        elif "val" in batches:
             val_acc, steps, best_step = accuracy(module, batches["val"]), 0, 0
+        else:  # a probe without a hold-out: its cross-validated accuracy
+            val_acc, steps, best_step = self._swept.get(seed, (None, math.nan))[1], 0, 0
+        if seed in self._swept:
+            diagnostics["probe_C"] = self._swept[seed][0]
         result = RunResult(model, history, val_acc, steps, best_step, 0.0, fits[-1] if fits else None)
+        result.diagnostics = diagnostics
         return result, module, batches

@@ -75,18 +75,29 @@ def sampler(exp: Experiment, done: int) -> optuna.samplers.TPESampler:
     return optuna.samplers.TPESampler(n_startup_trials=max(1, exp.tuning.n_trials // 2), seed=seed)
 
 
+def defaults(trainer: CellTrainer) -> Hyperparameters:
+    """The strategy's documented starting point as the full hyperparameters its search space returns."""
+    return trainer.strategy.search_space(optuna.trial.FixedTrial(trainer.strategy.defaults))
+
+
 def tune(
     trainer: CellTrainer,
     tracker: Tracker,
     progress: Callable[[str], None] = lambda msg: None,
-) -> tuple[Hyperparameters, optuna.Study]:
+) -> tuple[Hyperparameters, optuna.Study | None]:
     """Run the trials this cell still owes and return the best trial's hyperparameters.
+
+    A cell without validation examples (a budget too small for a hold-out, or a probe that cross-validates inside
+    its training examples) has nothing to choose trials on: it runs no study and takes the strategy's defaults
+    (``study`` None).
 
     Completed and pruned trials count towards ``n_trials`` (a diverged trial is pruned); trials of a
     process that died are marked failed and redone, so every strategy gets the same budget. The pruner
     sees one report per validation; metrics reach MLflow in one batch when the trial ends.
     """
     cell, exp = trainer.cell, trainer.exp
+    if not trainer.validates():  # nothing to choose on: the documented starting point, no study
+        return defaults(trainer), None
     study = open_study(cell, exp)
     n_trials = exp.tuning.n_trials
 

@@ -104,11 +104,11 @@ def tiny_experiment(**overrides) -> dict:
         "backbones": [{"name": "tiny_image"}],
         "datasets": ["cifar10"],
         "strategies": ["feature_extraction", "finetune", "scratch"],
-        "budgets": [4],
+        "budgets": [7],  # labelled per class: 3 validate (val_fraction 0.45), 4 train
         "seeds": 2,
         "tuning": {"n_trials": 2},
         "training": {"epochs": 2, "batch_size": 16},
-        "splits": {"val_per_class": 3, "test_per_class": 5},
+        "splits": {"val_fraction": 0.45, "test_per_class": 5},
     }
     exp.update(overrides)
     return exp

@@ -48,6 +48,11 @@ class Strategy:
     - ``frozen_backbone``: the backbone never trains, so the head works on cached features (probe and loop).
     - ``step_scale``: runs take this many times the configured steps (and cap): ``scratch`` starts from random
       weights and needs more. Early stopping still ends each run at its best validation.
+    - ``holds_out``: validation examples come out of the budget for this strategy (to choose Optuna's trial and
+      the kept step); ``False`` for a strategy that chooses by cross-validation inside its training examples (the
+      linear probe), which then trains on the whole budget.
+    - ``batchnorm``: "train" or "frozen" to override ``training.batchnorm`` for this strategy (LP-FT keeps the
+      statistics its probe was fit under); None follows the experiment.
 
     One instance serves every trial and final seed of a cell, one training run after another: state kept in
     ``param_groups`` belongs to the current run. The loop reads ``hp["lr"]`` and ``hp["weight_decay"]``, so
@@ -59,6 +64,8 @@ class Strategy:
     pretrained: ClassVar[bool] = True
     frozen_backbone: ClassVar[bool] = False
     step_scale: ClassVar[int] = 1
+    holds_out: ClassVar[bool] = True
+    batchnorm: ClassVar[str | None] = None
     defaults: ClassVar[Hyperparameters] = {"lr": FINE_TUNING_LR, "weight_decay": 1e-4}
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:

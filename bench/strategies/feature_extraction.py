@@ -2,8 +2,9 @@
 
 Run as the literature runs it (Kornblith et al. 2019; CLIP): features standardised with the training split's
 statistics, the multinomial logistic regression solved to convergence by L-BFGS, and its inverse L2 strength
-``C`` chosen on the validation split from a log grid (``bench/probe.py``, ``sweep_C``): a sweep of every decade
-finds it more surely than two Optuna draws, and LP-FT's first phase is then this very probe. Nothing is left for
+``C`` chosen from a log grid by 5-fold stratified cross-validation over the whole budget (``bench/probe.py``,
+``cv_C``, as scikit-learn's ``LogisticRegressionCV``): a sweep of every decade finds it more surely than two Optuna
+draws, no label goes to a separate hold-out, and LP-FT's first phase is this very probe. Nothing is left for
 Optuna to tune, and no gradient-descent loop runs at all.
 """
 
@@ -21,10 +22,9 @@ from bench.strategies.base import Hyperparameters, Strategy, register_strategy
 @register_strategy
 class FeatureExtraction(Strategy):
     name = "feature_extraction"
-    description = (
-        "frozen pretrained backbone, converged L2 logistic regression on its features (C chosen on validation)"
-    )
+    description = "frozen pretrained backbone, converged L2 logistic regression on its features (C by cross-validation)"
     frozen_backbone = True
+    holds_out = False  # C by cross-validation over the whole budget
     defaults: Hyperparameters = {}  # nothing to tune: the probe chooses its C itself
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:
