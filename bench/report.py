@@ -112,7 +112,7 @@ def write_predictions(records: list[dict[str, Any]], path: Path) -> Path | None:
         for r in records
         for s in r["seeds"]
         if "predictions" in s
-        for i, y, t in zip(*s["predictions"].values(), strict=True)
+        for i, y, t in zip(*(s["predictions"][k] for k in ("test_index", "predicted", "true")), strict=True)
     ]
     if not rows:
         path.unlink(missing_ok=True)

@@ -357,7 +357,7 @@ def test_the_training_loop_runs_audio_cells(fsdd, name):
             strategies=["feature_extraction", "finetune"],
             budgets=[2],
             training={"epochs": 1, "batch_size": 10},
-            splits={"val_per_class": 1, "test_per_class": 1},
+            splits={"val_fraction": 0.5, "min_val_per_class": 1, "test_per_class": 1},  # 1 trains, 1 validates
         )
     )
     for cell in expand(exp):

@@ -52,7 +52,7 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         assert section in report
     for png in ("gain_heatmap.png", "accuracy_vs_budget.png", "ranks.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG" and png in report
-    assert "cifar10 | tiny_image | 4 | 40 | finetune | 2 |" in report
+    assert "cifar10 | tiny_image | 7 | 40 | finetune | 2 |" in report
     assert f"torch {torch.__version__}" in report and "torch threads" in report  # what produced it
     commit, lockfile = environment.checkout()["git_commit"], environment.checkout()["lockfile"]
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", commit) and re.fullmatch(r"[0-9a-f]{16}|none", lockfile)
@@ -60,9 +60,19 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     records = [results.load_cell("tiny", c) for c in matrix.expand(config.load(path))]
     best = stats.verdicts(records).best.iloc[0]
     page = (out / "report.html").read_text()
-    assert "<th>best strategy</th>" in page and f"<td>cifar10</td>\n<td>4</td>\n<td>{best}</td>" in page  # verdict
+    assert "<th>best strategy</th>" in page and f"<td>cifar10</td>\n<td>7</td>\n<td>{best}</td>" in page  # verdict
     assert page.count('src="data:image/png;base64,') == report.count("![") >= 3 and "http" not in page
-    assert (summary.examples_per_class == 4).all()
+    assert (summary.examples_per_class == 7).all()
+    # every label a cell touched is in its budget: the probe trains on all 7 per class, the others hold 3 out
+    assert (summary.n_train + summary.n_val == 70).all() and (summary.n_test == 50).all()
+    assert summary.set_index("strategy").n_val.to_dict() == {"feature_extraction": 0, "finetune": 30, "scratch": 30}
+    predictions = pd.read_csv(out / "predictions.csv.gz")
+    assert len(predictions) == 3 * 2 * 50 and set(predictions.strategy) == set(summary.strategy)
+    for strategy, rows in predictions.groupby("strategy"):  # the stored predictions give the reported accuracy
+        per_seed = rows.groupby("seed").apply(lambda r: (r.predicted == r.true).mean(), include_groups=False)
+        assert per_seed.mean() == pytest.approx(summary.set_index("strategy").loc[strategy, "test_acc_mean"])
+        assert rows.groupby("seed").test_index.nunique().eq(50).all()
+    assert "## Labels and test examples" in report
 
     runs = _runs(results_root)
     summary_run = runs[runs["tags.stage"] == "summary"]
@@ -77,7 +87,7 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         "ranks.png",
     } <= logged
     note = mlflow.get_experiment_by_name("tiny").tags["mlflow.note.content"]
-    assert f"- cifar10, 4 examples per class: **{best}**, test accuracy " in note
+    assert f"- cifar10, 7 examples per class: **{best}**, test accuracy " in note
     assert "`report.html` in the artifacts of the run `tiny/summary`" in note
     assert "transferability.csv" in logged
     scored = pd.read_csv(out / "transferability.csv")
@@ -85,12 +95,12 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     assert "Too few backbones to conclude anything" in report  # one backbone: said plainly, no correlation
     per_backbone = runs[runs["tags.stage"] == "transferability"]
     assert per_backbone["tags.mlflow.runName"].tolist() == ["transferability/tiny_image"]
-    assert per_backbone["metrics.logme.cifar10.4"].iloc[0] == pytest.approx(scored.logme.mean())
+    assert per_backbone["metrics.logme.cifar10.7"].iloc[0] == pytest.approx(scored.logme.mean())
     parents = runs[runs["tags.stage"] == "cell"]
     assert sorted(parents["tags.mlflow.runName"]) == [
-        "cifar10/tiny_image/feature_extraction/k4",
-        "cifar10/tiny_image/finetune/k4",
-        "cifar10/tiny_image/scratch/k4",
+        "cifar10/tiny_image/feature_extraction/k7",
+        "cifar10/tiny_image/finetune/k7",
+        "cifar10/tiny_image/scratch/k7",
     ]
     for tag in ("modality", "backbone", "dataset", "budget", "strategy", "cell_key"):
         assert parents[f"tags.{tag}"].notna().all(), tag
@@ -107,7 +117,7 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         expected = compared.loc[parent["tags.cell_key"]]
         for name, value in m.items():  # the report's figures on the run, and none where the report has none
             assert value == expected[name] or (math.isnan(value) and math.isnan(expected[name])), name
-        assert m["test_acc_ci_low"] <= m["test_acc_mean"] <= m["test_acc_ci_high"] and m["examples_per_class"] == 4
+        assert m["test_acc_ci_low"] <= m["test_acc_mean"] <= m["test_acc_ci_high"] and m["examples_per_class"] == 7
         if parent["tags.strategy"] == "scratch":
             assert m["gain_over_scratch"] == 0 and math.isnan(m["gain_ci_low"]) and math.isnan(m["p_holm"])
         else:  # 2 seeds: an interval always; a p-value unless both seeds' differences are the same
@@ -117,9 +127,10 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     assert parents[parents["tags.strategy"] == "scratch"]["metrics.transfer.logme"].isna().all()
     for _, parent in parents.iterrows():
         children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
-        assert sorted(children["tags.stage"]) == ["final", "final", "trial", "trial"]
+        probe = parent["tags.strategy"] == "feature_extraction"  # no trials: its C is cross-validated
+        assert sorted(children["tags.stage"]) == ["final", "final"] + ([] if probe else ["trial", "trial"])
         finals = children[children["tags.stage"] == "final"]
-        # the probe tunes nothing (it chooses its C on validation) and records how its fit converged
+        # the probe tunes nothing (it chooses its C by cross-validation) and records how its fit converged
         tuned = "metrics.probe_converged" if parent["tags.strategy"] == "feature_extraction" else "params.lr"
         assert finals["metrics.test_acc"].notna().all() and finals[tuned].notna().all()
         trials = children[children["tags.stage"] == "trial"]
@@ -127,10 +138,12 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         assert parent["tags.env.torch"] == torch.__version__ and int(parent["tags.env.threads"]) >= 1
     client = mlflow.MlflowClient()
     for parent_id in parents.run_id:
-        assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(parent_id)}  # one per cell
+        logged = {a.path for a in client.list_artifacts(parent_id)}
+        assert {"confusion_matrix.png", "predictions.csv"} <= logged  # one per cell
     final_id = runs[runs["tags.stage"] == "final"].run_id.iloc[0]
     assert {a.path for a in client.list_artifacts(final_id)} == {"test_metrics.json"}
-    # 4 images x 10 classes in batches of 16: 3 steps an epoch, 2 epochs; 10 validations asked, at most one a step
+    # 4 training images x 10 classes in batches of 16: 3 steps an epoch, 2 epochs; 10 validations asked, at most
+    # one a step
     finetune = parents[parents["tags.strategy"] == "finetune"].run_id.iloc[0]
     trial_id = runs[(runs["tags.stage"] == "trial") & (runs["tags.mlflow.parentRunId"] == finetune)].run_id.iloc[0]
     assert [m.step for m in client.get_metric_history(trial_id, "val_acc")] == [1, 2, 3, 4, 5, 6]
@@ -150,7 +163,7 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         scored = 0 if parent["tags.strategy"] == "scratch" else 1
         assert len(client.get_metric_history(parent.run_id, "transfer.logme")) == scored
     backbone_run = per_backbone.run_id.iloc[0]
-    assert len(client.get_metric_history(backbone_run, "logme.cifar10.4")) == 1
+    assert len(client.get_metric_history(backbone_run, "logme.cifar10.7")) == 1
     pd.testing.assert_frame_equal(pd.read_csv(results_root / "tiny" / "summary.csv"), summary)
 
 
@@ -168,7 +181,7 @@ def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_
     from bench.trainer import CellTrainer
 
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["feature_extraction"])))
+    path.write_text(yaml.safe_dump(tiny_experiment(strategies=["finetune"])))
     real = CellTrainer.run
     calls = {"n": 0}
 

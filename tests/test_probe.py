@@ -8,7 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from bench.probe import fit_probe, load_into, sweep_C
+from bench.probe import C_WITHOUT_CV, cv_C, fit_probe, load_into, stratified_folds
 
 
 def _problem(n=120, d=30, k=4, seed=0):
@@ -55,16 +55,30 @@ def test_stronger_regularisation_shrinks_the_weights_and_a_head_carries_the_fit(
     assert torch.equal(head(feats).argmax(1), (feats @ weak.weight.T + weak.bias).argmax(1))
 
 
-def test_sweep_picks_the_C_with_the_best_validation_accuracy_and_the_most_regularised_on_ties():
+def test_cross_validation_picks_the_C_with_the_best_held_out_accuracy_and_the_most_regularised_on_ties():
     x, y = _problem(n=60, d=40)
-    x_val, y_val = _problem(n=200, d=40, seed=1)
-    train, val = (torch.from_numpy(x), torch.from_numpy(y)), (torch.from_numpy(x_val).float(), torch.from_numpy(y_val))
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
     grid = (1e-4, 1e-2, 1.0, 100.0)
-    accuracy = {}
-    for C in grid:
-        fit = fit_probe(*train, 4, C)
-        accuracy[C] = float(((val[0] @ fit.weight.T + fit.bias).argmax(1) == val[1]).float().mean())
-    C, fit = sweep_C(train, val, 4, grid)
-    assert accuracy[C] == max(accuracy.values()) and C == min(c for c in grid if accuracy[c] == accuracy[C])
-    assert torch.equal(fit.weight, fit_probe(*train, 4, C).weight)
-    assert len(set(accuracy.values())) > 1  # the grid's values differ on this problem: the choice means something
+    folds = stratified_folds(y, 5)
+    assert sorted(torch.cat(folds).tolist()) == list(range(60))  # every example held out exactly once
+    assert all(torch.bincount(y[f], minlength=4).tolist() == [3] * 4 for f in folds)  # 15 per class over 5 folds
+    correct = dict.fromkeys(grid, 0)
+    for held in folds:
+        kept = torch.ones(60, dtype=torch.bool)
+        kept[held] = False
+        for C in grid:
+            fit = fit_probe(x[kept], y[kept], 4, C)
+            correct[C] += int(((x[held].float() @ fit.weight.T + fit.bias).argmax(1) == y[held]).sum())
+    C, accuracy = cv_C(x, y, 4, grid)
+    assert correct[C] == max(correct.values()) and C == min(c for c in grid if correct[c] == correct[C])
+    assert accuracy == correct[C] / 60
+    assert len(set(correct.values())) > 1  # the grid's values differ on this problem: the choice means something
+
+
+def test_cross_validation_uses_as_many_folds_as_the_smallest_class_allows():
+    x, y = _problem(n=12, d=8, k=4)
+    C, accuracy = cv_C(torch.from_numpy(x), torch.from_numpy(y), 4, (0.01, 1.0))  # 3 per class: 3 folds
+    assert C in (0.01, 1.0) and 0 <= accuracy <= 1
+    one_each = torch.arange(4)
+    C, accuracy = cv_C(torch.randn(4, 8), one_each, 4)
+    assert C == C_WITHOUT_CV and np.isnan(accuracy)

@@ -9,6 +9,7 @@ from conftest import tiny_experiment
 from bench import backbones, config, data, trainer
 from bench.backbones.base import Classifier
 from bench.matrix import expand
+from bench.probe import fit_probe
 from bench.strategies import get_strategy
 from bench.trainer import CellTrainer
 
@@ -126,24 +127,30 @@ def test_frozen_parameters_are_bit_identical_after_training(trainers, name):
         assert not changed & frozen
 
 
-def test_lp_ft_fine_tunes_from_the_converged_probe_with_C_chosen_on_validation(trainers, monkeypatch):
+def test_lp_ft_fine_tunes_from_the_converged_probe_with_C_cross_validated_on_its_training_examples(
+    trainers, monkeypatch
+):
     entries, chosen = [], []
-    real_fit, real_sweep = trainer.fit, trainer.sweep_C
+    real_fit, real_cv = trainer.fit, trainer.cv_C
 
     def spy(module, *args, **kwargs):
         entries.append(module.head.weight.detach().clone())
         return real_fit(module, *args, **kwargs)
 
-    def sweep(*args, **kwargs):
-        chosen.append(real_sweep(*args, **kwargs)[0])
-        return real_sweep(*args, **kwargs)
+    def cv(*args, **kwargs):
+        chosen.append(real_cv(*args, **kwargs))
+        return chosen[-1]
 
     monkeypatch.setattr(trainer, "fit", spy)
-    monkeypatch.setattr(trainer, "sweep_C", sweep)
-    result = trainers["lp_ft"].run(HP, seed=0)
-    probe = trainers["feature_extraction"].run({"C": chosen[0]}, seed=0)  # same split, features and C
-    assert len(entries) == 1 and torch.equal(entries[0], probe.model.head.weight.detach())
-    assert result.probe.converged and not torch.equal(result.model.head.weight, entries[0])  # then it trained
+    monkeypatch.setattr(trainer, "cv_C", cv)
+    t = trainers["lp_ft"]
+    result = t.run(HP, seed=0)
+    split = t.split(0)
+    assert len(split.val) > 0  # LP-FT holds out validation examples; its probe never sees them
+    train = t._feature_batches(t.build_model(0), split)["train"]
+    probe = fit_probe(train.items, torch.from_numpy(train.labels), len(t.dataset.classes), chosen[0][0])
+    assert len(entries) == 1 and torch.allclose(entries[0], probe.weight)
+    assert result.probe.iterations > 0 and not torch.equal(result.model.head.weight, entries[0])  # then it trained
 
 
 def test_lora_trains_a_small_fraction_and_leaves_base_weights_unchanged(trainers):

@@ -166,7 +166,7 @@ def test_the_training_loop_runs_text_cells_on_the_tiny_bert():
             datasets=["sms_spam"],
             strategies=["feature_extraction", "finetune", "lora"],
             training={"epochs": 1, "batch_size": 8},
-            splits={"val_per_class": 2, "test_per_class": 3},
+            splits={"val_fraction": 0.3, "test_per_class": 3},  # 7 per class: 5 train, 2 validate
         )
     )
     sms = data.DATASETS.get("sms_spam").load()

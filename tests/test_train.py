@@ -59,7 +59,7 @@ def test_no_final_batch_of_one_example():
 
 
 def test_a_diverging_trial_is_pruned_and_tuning_goes_on(monkeypatch):
-    exp = config.parse(tiny_experiment(strategies=["feature_extraction"], tuning={"n_trials": 3}))
+    exp = config.parse(tiny_experiment(strategies=["finetune"], tuning={"n_trials": 3}))
     cell = expand(exp)[0]
     trainer = CellTrainer(cell, exp, data.DATASETS.get("cifar10").load())
     real_run, calls = trainer.run, []

@@ -81,12 +81,18 @@ def holdout_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pool_and_test(texts: list[str], labels: np.ndarray) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
-    """The training pool and the fixed test split; a message that also occurs in the test split (SMS Spam repeats
-    some word for word: 116 of its 1,114 test messages) leaves the pool, so no test text is ever trained on."""
     pool, test = holdout_split(labels)
-    tested = {texts[i] for i in test}
-    pool = np.asarray([i for i in pool if texts[i] not in tested], dtype=np.int64)
-    return [texts[i] for i in pool], labels[pool], [texts[i] for i in test], labels[test]
+    return _unseen([texts[i] for i in pool], labels[pool], [texts[i] for i in test], labels[test])
+
+
+def _unseen(
+    train: list[str], train_labels: np.ndarray, test: list[str], test_labels: np.ndarray
+) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """The training pool without the texts that also occur in the test split (SMS Spam repeats some messages word
+    for word: 116 of its 1,114 test messages; spaces at the ends do not count), so no test text is trained on."""
+    tested = {t.strip() for t in test}
+    kept = [i for i, t in enumerate(train) if t.strip() not in tested]
+    return [train[i] for i in kept], train_labels[kept], test, test_labels
 
 
 def read_sms_spam(folder: Path) -> LoadedDataset:
@@ -116,7 +122,8 @@ def read_labelled_text(name: str, folder: Path, train_file: str, test_file: str)
 
 def read_sentiment(name: str, folder: Path, domains: tuple[str, ...]) -> LoadedDataset:
     """``sentence<TAB>0|1`` lines of the given domains, concatenated in order. Each domain gets its own holdout,
-    so a one-domain dataset's training pool and test split are exactly its part of the combined ones."""
+    so a one-domain dataset's test split is exactly its part of the combined one (its training pool loses the few
+    sentences that another domain tests on)."""
     train_items, train_labels, test_items, test_labels = [], [], [], []
     for domain in domains:
         rows = _tab_rows(folder / SENTIMENT_FILES[domain])
@@ -126,6 +133,9 @@ def read_sentiment(name: str, folder: Path, domains: tuple[str, ...]) -> LoadedD
         test_items += xte
         train_labels.append(ytr)
         test_labels.append(yte)
+    train_items, train_labels, test_items, test_labels = _unseen(
+        train_items, np.concatenate(train_labels), test_items, np.concatenate(test_labels)
+    )
     manifest = manifest_of(folder)
     if domains != SENTIMENT_DOMAINS:  # the feature cache keys on the manifest, not the name: keep subsets apart
         manifest = hashlib.sha256(f"{manifest}:{','.join(domains)}".encode()).hexdigest()[:16]
@@ -134,9 +144,9 @@ def read_sentiment(name: str, folder: Path, domains: tuple[str, ...]) -> LoadedD
         "text",
         SENTIMENT_CLASSES,
         train_items,
-        np.concatenate(train_labels),
+        train_labels,
         test_items,
-        np.concatenate(test_labels),
+        test_labels,
         manifest,
     )
 
