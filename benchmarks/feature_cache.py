@@ -37,7 +37,7 @@ def main() -> None:
             "datasets": ["cifar10"],
             "strategies": ["feature_extraction"],
             "budgets": [args.budget],
-            "splits": {"val_per_class": 10, "test_per_class": 100},
+            "splits": {"test_per_class": 100},
         }
     )
     trainer = CellTrainer(expand(exp)[0], exp, data.DATASETS.get("cifar10").load())

@@ -11,9 +11,10 @@ initialised from the seed. It crosses
 - the head: new (as ``finetune``) or the converged probe's (as the second phase of ``lp_ft``),
 
 and reports the test accuracy of the best validated weights and of the last step, beside the linear probe's (its
-C chosen on validation, as ``feature_extraction``). The default case is CIFAR-10 with MobileNetV2 at 64 px and
-100 examples per class, batches of 16, 300 steps (4.8 epochs), with experiments/finetune_vs_probe.yaml's splits
-(20 per class to validate, 100 per class to test). Results go to results/perf/finetune_recipes.json.
+C chosen by cross-validation on the training examples, as ``feature_extraction``). The default case is CIFAR-10
+with MobileNetV2 at 64 px and 100 examples per class, batches of 16, 300 steps (4.8 epochs), 20 per class to
+validate drawn outside the budget (``splits.extra_val_per_class``, as before validation came out of the budget) and
+100 per class to test. Results go to results/perf/finetune_recipes.json.
 
     .venv/bin/python benchmarks/finetune_recipes.py [--seeds 0 1] [--steps 300] [--lrs 1e-4 3e-4 1e-3]
 """
@@ -45,7 +46,7 @@ def experiment(args: argparse.Namespace) -> config.Experiment:
             "strategies": ["finetune"],
             "budgets": [args.budget],
             "training": {"batch_size": args.batch_size},
-            "splits": {"val_per_class": args.val_per_class, "test_per_class": args.test_per_class},
+            "splits": {"extra_val_per_class": args.val_per_class, "test_per_class": args.test_per_class},
         }
     )
 
@@ -127,7 +128,7 @@ def main() -> None:
         model = trainer.build_model(seed)
         batches = trainer._input_batches(model, split)  # the harness's own preprocessed inputs for this split
         new_head = copy.deepcopy(model.state_dict())
-        trainer._probe(model, split, seed, [])(None)  # the probe, C chosen on validation
+        trainer._probe(model, split, seed, [])(None)  # the probe, C by cross-validation
         probe = {"test": accuracy(model, batches["test"]), "C": trainer._swept[seed]}
         print(f"seed {seed}: linear probe (C={probe['C']:g}) test {probe['test']:.3f}", flush=True)
         probe_head = copy.deepcopy(model.state_dict())

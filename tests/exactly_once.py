@@ -43,7 +43,8 @@ def assert_exactly_once(
     tracking_uri: str, optuna_url: str, experiment: str, cells: int, seeds: int, trials: int
 ) -> pd.DataFrame:
     """One FINISHED parent run per cell, its trial and final runs nested under it, one FINISHED final run per
-    (cell, seed), one summary run, ``trials`` counted trials per study, nothing left RUNNING. Returns the runs."""
+    (cell, seed), one summary run, one study per tuned cell (all but the probe's) with ``trials`` counted trials,
+    nothing left RUNNING. Returns the runs."""
     table = runs(tracking_uri, experiment)
     assert "RUNNING" not in set(table.status)
     parents = table[table.stage == "cell"]
@@ -54,8 +55,11 @@ def assert_exactly_once(
     parent_of = dict(zip(parents.cell, parents.run, strict=True))
     children = table[table.stage.isin(["trial", "final"])]
     assert (children.parent == children.cell.map(parent_of)).all(), "a trial or final run is not under its cell"
+    # every cell tunes in a study of its own, except the linear probe's (it cross-validates its C: no trials)
+    tuned = set(table[table.stage == "trial"].cell)
+    assert tuned == set(parents[parents.strategy != "feature_extraction"].cell)
     studies = optuna.get_all_study_summaries(optuna_url)
-    assert len(studies) == cells
+    assert len(studies) == len(tuned)
     for summary in studies:
         states = [t.state for t in optuna.load_study(study_name=summary.study_name, storage=optuna_url).trials]
         assert optuna.trial.TrialState.RUNNING not in states

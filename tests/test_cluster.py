@@ -185,7 +185,7 @@ def _overlaps(a: pd.Series, b: pd.Series) -> bool:
 def test_gpu_shares_frozen_cells_share_a_gpu_and_trained_cells_have_one_to_themselves(tmp_path, two_nodes):
     exp = tiny_experiment(
         strategies=["feature_extraction", "finetune"],
-        budgets=[4, 6],
+        budgets=[7, 9],  # 3 and 4 of them validate
         tuning={"n_trials": 4},  # cells of a few seconds: longer than Ray takes to start a second worker
         cluster={"gpus_frozen": 0.5, "gpus_trained": 1},
     )

@@ -43,7 +43,7 @@ def browser() -> None:
 
 ML = "workflowType=machine_learning"  # the classic runs view, not the GenAI one
 VIEW = "test-metric-columns"
-CELLS = [f"cifar10/tiny_image/{s}/k4" for s in ("feature_extraction", "finetune", "scratch")]
+CELLS = [f"cifar10/tiny_image/{s}/k7" for s in ("feature_extraction", "finetune", "scratch")]
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,7 @@ def test_runs_table_shows_the_cell_runs_and_their_metric_columns(ui, truth):
 
 
 def test_a_cell_runs_page_shows_its_metrics_and_values(ui, truth):
-    run = truth["runs"]["cifar10/tiny_image/finetune/k4"]
+    run = truth["runs"]["cifar10/tiny_image/finetune/k7"]
     names = ("test_acc_mean", "test_acc_std", "test_macro_f1_mean", "gain_over_scratch")
     metrics = {m: str(run.data.metrics[m]) for m in names}  # as the page prints them: the shortest round-trip repr
     page = dom(f"{ui}/#/experiments/{truth['experiment_id']}/runs/{run.info.run_id}?{ML}", *metrics.values())
@@ -216,7 +216,7 @@ def test_a_cell_runs_page_shows_its_metrics_and_values(ui, truth):
     for name, value in metrics.items():
         assert value in following[name], (name, value, following[name])  # the metrics table: name, then its value
     assert ": finetune" in following["strategy"], following["strategy"]  # and its tags
-    assert "cifar10/tiny_image/finetune/k4" in shown
+    assert "cifar10/tiny_image/finetune/k7" in shown
 
 
 def test_the_summary_runs_artifacts_list_the_report(ui, truth):

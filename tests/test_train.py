@@ -15,8 +15,19 @@ from bench.matrix import expand, training_key
 from bench.strategies import STRATEGIES, get_strategy
 from bench.strategies.bitfit import BitFit
 from bench.tracking import Tracker, tracking_uri
-from bench.train import Batches, DivergedError, Schedule, accuracy, best, fit, learning_rates, schedule
-from bench.trainer import CellTrainer
+from bench.train import (
+    Batches,
+    DivergedError,
+    EvalStats,
+    Schedule,
+    accuracy,
+    best,
+    evaluate,
+    fit,
+    learning_rates,
+    schedule,
+)
+from bench.trainer import CellTrainer, min_delta
 from bench.tuning import open_study, tune
 
 
@@ -320,3 +331,77 @@ def test_a_study_starts_from_the_strategys_defaults_when_asked():
     assert study.trials[0].params == BitFit.defaults and study.trials[1].params != BitFit.defaults
     sampled = config.parse(tiny_experiment(strategies=["bitfit"], tuning={"n_trials": 2}))
     assert expand(sampled)[0].key != cell.key  # a different protocol, so a different cell
+
+
+def test_stopping_on_validation_loss_keeps_the_lowest_cross_entropy_and_its_weights():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    val = _toy(seed=1)
+    plan = Schedule(60, evaluations=30, patience=100, monitor="val_loss")
+    history = fit(model, [{"params": model.parameters()}], _toy(), val, plan, lr=0.5, weight_decay=0.0, seed=0)
+    kept = best(history, plan)
+    assert kept.val_loss == min(s.val_loss for s in history)
+    assert evaluate(model, val) == pytest.approx((kept.val_acc, kept.val_loss))
+    assert all(s.val_loss > kept.val_loss for s in history if s.step < kept.step)
+
+
+def test_a_minimum_improvement_ignores_gains_smaller_than_it():
+    history = [EvalStats(0, 0, math.nan, 0.50, 1.0), EvalStats(4, 0, 0.1, 0.55, 0.9), EvalStats(8, 0, 0.1, 0.62, 0.8)]
+    assert best(history).step == 8
+    assert best(history, Schedule(8, 2, min_delta=0.06)).step == 8  # 0.62 beats 0.50 by more than 0.06
+    assert best(history, Schedule(8, 2, min_delta=0.15)).step == 0
+    assert best(history, Schedule(8, 2, monitor="val_loss", min_delta=0.15)).step == 8  # 0.8 < 1.0 - 0.15
+    assert min_delta("binomial", 100) == 0.05 and min_delta(0.01, 100) == 0.01 and min_delta("binomial", 0) == 0
+
+
+def test_without_validation_examples_a_run_takes_its_whole_schedule_and_keeps_its_last_weights():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    plan = Schedule(20, evaluations=5, patience=1)
+    history = fit(model, [{"params": model.parameters()}], _toy(), None, plan, lr=0.5, weight_decay=0.0, seed=0)
+    assert [s.step for s in history] == [4, 8, 12, 16, 20]  # the training loss is still recorded
+    assert all(math.isnan(s.val_acc) and s.train_loss > 0 for s in history)
+
+
+def test_the_penalty_gradient_ratio_is_measured_at_the_first_and_last_steps():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    ratios = {}
+    for strength in (1e-4, 1.0):
+        out = {}
+        fit(
+            model,
+            [{"params": model.parameters()}],
+            _toy(),
+            None,
+            Schedule(8, evaluations=2),
+            lr=0.1,
+            weight_decay=0.0,
+            seed=0,
+            extra_loss=lambda step, s=strength: s / 2 * model.weight.pow(2).sum(),
+            diagnostics=out,
+        )
+        ratios[strength] = out
+    weak, strong = ratios[1e-4], ratios[1.0]
+    assert set(weak) == {"penalty_grad_ratio_first", "penalty_grad_ratio_last"}
+    assert 0 < weak["penalty_grad_ratio_first"] < 1e-2 < strong["penalty_grad_ratio_first"]
+    # the ratio is exact: for alpha/2 ||W||^2 the penalty's gradient is alpha * W at that step
+    model2 = torch.nn.Linear(4, 2)
+    grads = {}
+    fit(
+        model2,
+        [{"params": model2.parameters()}],
+        _toy(),
+        None,
+        Schedule(1, evaluations=1),
+        lr=0.0,
+        weight_decay=0.0,
+        seed=0,
+        extra_loss=lambda step: 0.5 * model2.weight.pow(2).sum(),
+        diagnostics=grads,
+    )
+    x, y = next(iter(_toy()(shuffle_seed=0)))
+    model2.zero_grad()
+    torch.nn.functional.cross_entropy(model2(x), y).backward()
+    ce = torch.sqrt(model2.weight.grad.pow(2).sum() + model2.bias.grad.pow(2).sum())
+    assert grads["penalty_grad_ratio_first"] == pytest.approx(float(model2.weight.norm() / ce), rel=1e-5)
