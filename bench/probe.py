@@ -19,6 +19,10 @@ import torch.nn.functional as F
 C_RANGE = (1e-4, 1e2)  # the log-scale range Optuna searches for C
 C_GRID = tuple(10.0**e for e in range(-4, 3))  # the same range, a value per decade, for cross-validation
 CV_FOLDS = 5  # folds of the cross-validation that chooses C (fewer when a class has fewer examples)
+# The fits that only choose C stop at a gradient of 1e-5 (scikit-learn's LogisticRegressionCV: 1e-4): on CIFAR-10's
+# MobileNetV2 features the same C and accuracy at every budget, in 1.0 / 2.4 / 20 s instead of 10 / 27 / 126 s at
+# 5 / 20 / 100 per class. The probe itself, at the chosen C, is then solved to 1e-7.
+CV_TOL = 1e-5
 C_WITHOUT_CV = 1.0  # scikit-learn's default C, for a class of one example (nothing to cross-validate)
 
 
@@ -114,7 +118,7 @@ def cv_C(
         kept = torch.ones(len(labels), dtype=torch.bool)
         kept[held] = False
         for C in grid:
-            fit = fit_probe(x[kept], labels[kept], num_classes, C)
+            fit = fit_probe(x[kept], labels[kept], num_classes, C, tol=CV_TOL)
             logits = x[held].to(torch.float32) @ fit.weight.T + fit.bias
             correct[C] += int((logits.argmax(dim=1) == labels[held]).sum())
     best = max(sorted(grid), key=lambda C: correct[C])  # max keeps the first (smallest C) of equals

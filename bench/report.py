@@ -219,8 +219,8 @@ def _schedule(records: list[dict[str, Any]]) -> str:
     """How long the final runs trained, read from the records (probes: no gradient steps)."""
     steps = [s["steps"] for r in records for s in r["seeds"] if s.get("steps")]
     probe = "Linear probes (`feature_extraction`, LP-FT's first phase) are L2 logistic regressions on standardised "
-    probe += "frozen features solved to convergence by L-BFGS, their C chosen on the validation split from every "
-    probe += "decade from 1e-4 to 1e2."
+    probe += "frozen features solved to convergence by L-BFGS, their C chosen by 5-fold stratified cross-validation "
+    probe += "over their training examples from every decade from 1e-4 to 1e2."
     if not steps:
         return probe
     spread = f"{min(steps)} to {max(steps)} optimiser steps (median {np.median(steps):.0f})"
@@ -355,7 +355,9 @@ def _below_probe_lines(records: list[dict[str, Any]]) -> list[str]:
         f"`{stats.PROBE}` on the same cell (paired by seed), with what their final runs measured: the median "
         "validation accuracy of the weights they kept against the probe's, the median optimiser steps and the step "
         "kept. _still improving_: the runs kept their last step, so the step cap cut them short; _validation "
-        "misled_: the kept weights validated at least as well as the probe; _fell after step b_: the best "
+        "misled_: the kept weights validated at least as well as the probe; _fixed schedule_: the budget left no "
+        "hold-out, so the runs kept their last weights (the probe's validation accuracy is its cross-validated "
+        "one); _fell after step b_: the best "
         "validation came at step b, after which training moved away faster than it improved, and the run ended with "
         "that step's weights.",
         "",

@@ -250,9 +250,10 @@ def below_probe(records: list[dict[str, Any]], margin: float = BELOW_PROBE_MARGI
     Each row has the paired gap and its 95 % CI, both sides' median validation accuracy, the median optimiser steps
     and step of the kept weights, and ``cause``: ``"still improving"`` when the runs kept their last step (the step
     cap cut them short), ``"validation misled"`` when the kept weights validated at least as well as the probe (the
-    small validation set chose weights that do not generalise), else ``"fell after step b"``: training moved away
-    from the probe's solution faster than it improved on it, and early stopping kept the best point it reached;
-    ``"not recorded"`` for runs of a version that kept no steps.
+    small validation set chose weights that do not generalise), ``"fixed schedule"`` when the budget left no hold-out
+    (the runs kept their last weights), else ``"fell after step b"``: training moved away from the probe's solution
+    faster than it improved on it, and early stopping kept the best point it reached; ``"not recorded"`` for runs
+    of a version that kept no steps.
     """
     key = lambda r: (r["dataset"], r["backbone"], str(r["budget"]))  # noqa: E731
     probes = {key(r): r for r in records if r["strategy"] == PROBE}
@@ -271,6 +272,8 @@ def below_probe(records: list[dict[str, Any]], margin: float = BELOW_PROBE_MARGI
         steps, kept = median("steps"), median("best_step")
         if math.isnan(steps) or math.isnan(kept):
             cause = "not recorded"  # runs of an earlier version kept no steps
+        elif math.isnan(val):
+            cause = "fixed schedule"  # no hold-out at this budget: the run kept its last weights
         elif kept >= steps > 0:
             cause = "still improving"
         elif val >= probe_val:

@@ -92,7 +92,9 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["cifar10", "sms_spam", "fsdd"])
     parser.add_argument("--budgets", nargs="+", type=int, default=[20, 100])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--test-per-class", type=int, default=100, help="CIFAR-10's test examples per class")
+    parser.add_argument(
+        "--test-per-class", type=int, default=100, help="test examples per class (fewer: evaluation dominates)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 

@@ -448,3 +448,27 @@ def test_weighted_tau_p_from_random_permutations_beyond_seven_backbones():
     # the pooled random-permutation p of tau is close to scipy's exact one for the one group
     pooled = out[(out.g == "all") & (out.outcome == "noisy")].iloc[0]
     assert pooled.tau_p == pytest.approx(scipy_stats.kendalltau(x, pts.noisy).pvalue, abs=0.03)
+
+
+def _predicting(strategy, predicted_per_seed, budget=10):
+    """A record whose seeds stored these test predictions (true class 0 everywhere)."""
+    record = _record(strategy, [np.mean(np.equal(p, 0)) for p in predicted_per_seed], budget=budget)
+    record["cell_key"] = f"{strategy}-{budget}"
+    for seed, predicted in zip(record["seeds"], predicted_per_seed, strict=True):
+        seed["predictions"] = {"test_index": list(range(len(predicted))), "predicted": predicted, "true": [0] * 4}
+    return record
+
+
+def test_strategies_with_the_same_predictions_at_every_seed_are_one_result():
+    records = [
+        _predicting("finetune", [[0, 1, 0, 0], [0, 0, 1, 1]]),
+        _predicting("l2", [[0, 1, 0, 0], [0, 0, 1, 1]]),  # a copy of finetune
+        _predicting("l1", [[0, 1, 0, 0], [0, 0, 1, 0]]),  # the same at seed 0 only: a result of its own
+        _predicting("l2sp", [[0, 1, 0, 0], [0, 0, 1, 1]], budget=20),  # another budget: never a copy
+        _predicting("l1sp", [[0, 1, 0, 0], [0, 0, 1, 0]]),  # a copy of l1, the first with its predictions
+    ]
+    assert stats.identical_to(records) == {"l2-10": "finetune", "l1sp-10": "l1"}
+    assert [r["strategy"] for r in stats.distinct(records)] == ["finetune", "l1", "l2sp"]
+    older = _record("partial", [0.5, 0.5])  # a version that stored no predictions: never flagged
+    older["cell_key"] = "partial-10"
+    assert stats.identical_to([*records, older]) == stats.identical_to(records)
