@@ -207,12 +207,27 @@ def _dry_run(exp, console: Console) -> None:
         finished += done
         table.add_row(str(i), cell.run_name, cell.modality, cell.key, "finished" if done else "to run")
     console.print(table)
-    todo = len(cells) - finished
+    todo = [c for c in cells if not results.is_finished(exp.name, c)]
+    trials = exp.tuning.n_trials * sum(_tunes(c, exp) for c in todo)
     console.print(
-        f"{len(cells)} cells ({finished} finished, {todo} to run): {todo * exp.tuning.n_trials} Optuna trials and "
-        f"{todo * (exp.tuning.n_trials + exp.seeds)} training runs of {_length(exp.training)} "
-        f"({exp.tuning.n_trials} trials + {exp.seeds} final seeds per cell; linear probes are solved, not stepped)"
+        f"{len(cells)} cells ({finished} finished, {len(todo)} to run): {trials} Optuna trials and "
+        f"{trials + len(todo) * exp.seeds} training runs of {_length(exp.training)} "
+        f"({exp.tuning.n_trials} trials in cells with a hold-out + {exp.seeds} final seeds per cell; linear probes "
+        "are solved, not stepped)"
     )
+
+
+def _tunes(cell, exp) -> bool:
+    """Whether a cell runs an Optuna study: it holds validation examples out (a budget with a hold-out, a strategy
+    that validates)."""
+    from bench.data.splits import holdout_per_class
+    from bench.strategies import STRATEGIES
+
+    if not STRATEGIES.get(cell.strategy).holds_out:
+        return False
+    if exp.splits.extra_val_per_class or cell.budget == "all":
+        return True
+    return holdout_per_class(int(cell.budget), exp.splits.val_fraction, exp.splits.min_val_per_class) > 0
 
 
 def _length(training) -> str:
@@ -227,8 +242,9 @@ def _length(training) -> str:
     if training.patience is None:
         return length
     return (
-        f"at most {length}, stopping after {training.patience} validations past the warm-up without a better one "
-        "(once the run has beaten its starting weights)"
+        f"at most {length}, stopping after {training.patience} validations past the warm-up without a better "
+        f"{'validation loss' if training.monitor == 'val_loss' else 'validation accuracy'} (once the run has beaten "
+        "its starting weights)"
     )
 
 
