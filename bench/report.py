@@ -122,20 +122,33 @@ def write_predictions(records: list[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
+def _outside_budget(records: list[dict[str, Any]]) -> list[str]:
+    """A warning for the report's first lines when cells validated on labels outside their budget
+    (``splits.extra_val_per_class``): more labelled examples than budget x classes."""
+    outside = [
+        r
+        for r in records
+        if str(r["budget"]) != "all"
+        and any(
+            sum(s["train_counts"].values()) + s.get("n_val", 0) > int(r["budget"]) * len(s["train_counts"])
+            for s in r["seeds"]
+        )
+    ]
+    if not outside:
+        return []
+    return [
+        f"**Validation outside the budget**: {len(outside)} of {len(records)} cells validated on labelled examples "
+        "beyond their budget (`splits.extra_val_per_class`): they used more labels than their budget says.",
+        "",
+    ]
+
+
 def _labels(records: list[dict[str, Any]], summary: pd.DataFrame) -> list[str]:
-    """The report's first lines: the labelled examples each cell used (training and validation together), how many
-    test examples measure it, a warning when validation came from outside the budget, and the copies."""
+    """The labelled examples each cell used (training and validation together), how many test examples measure
+    it, and the strategies that copy another's predictions."""
     classes = {r["cell_key"]: len(r["seeds"][0]["train_counts"]) for r in records}
     rows = summary.assign(classes=summary.cell_key.map(classes), labelled=summary.n_train + summary.n_val.fillna(0))
-    numeric = rows[rows.budget != "all"]
-    outside = numeric[numeric.labelled > numeric.budget.astype(float) * numeric.classes]
     lines = ["## Labels and test examples", ""]
-    if len(outside):
-        lines += [
-            f"**Validation outside the budget**: {len(outside)} cells validated on examples beyond their budget "
-            "(`splits.extra_val_per_class`): they used more labels than their budget says.",
-            "",
-        ]
     per_group = rows.groupby(["dataset", "budget"], sort=False).agg(
         classes=("classes", "first"),
         labelled=("labelled", "max"),
@@ -149,9 +162,17 @@ def _labels(records: list[dict[str, Any]], summary: pd.DataFrame) -> list[str]:
         "cross-validation inside the whole budget. The test examples are a fixed set, the same for every seed.",
         "",
         _md_table(
-            per_group.reset_index().assign(
+            per_group.reset_index()
+            .assign(
                 hold_out=lambda d: d.hold_out.map(lambda v: "none" if not v else f"{v:.0f}"),
                 labelled=lambda d: d.labelled.map("{:.0f}".format),
+            )
+            .rename(
+                columns={
+                    "labelled": "labelled examples (train + validation)",
+                    "hold_out": "of them validation (gradient-trained strategies)",
+                    "n_test": "test examples",
+                }
             )
         ),
         "",
@@ -571,6 +592,7 @@ def write_report(
             "p": summary.p_value.map(_p),
             "p (Holm)": summary.p_holm.map(_p),
             "negative transfer": summary.negative_transfer.map(lambda x: "yes" if x is True else ""),
+            "same predictions as": summary.identical_to,
         }
     )[
         [
@@ -578,7 +600,10 @@ def write_report(
             "backbone",
             "budget",
             "n_train",
+            "n_val",
+            "n_test",
             "strategy",
+            "same predictions as",
             "seeds",
             "test acc % (mean ± std)",
             "95 % CI",
@@ -605,11 +630,12 @@ def write_report(
             else "."
         ),
         "",
-        *_labels(records, summary),
+        *_outside_budget(records),
         _schedule(records),
         "",
         *_produced_by(records),
         "",
+        *_labels(records, summary),
         *_verdicts(results),
         *cd_lines,
         "## Gain over scratch",

@@ -191,3 +191,14 @@ def test_cells_of_an_earlier_version_have_no_compute_figures(results_root):
     report, summary = write_report("constructed", _records(ENVIRONMENT))
     assert "recorded no seconds" in report.read_text() and not (report.parent / "accuracy_vs_compute.png").exists()
     assert summary.steps.isna().all()
+
+
+def test_the_report_says_in_its_first_lines_when_cells_validated_outside_their_budget(results_root):
+    records = _records(ENVIRONMENT)
+    report, summary = write_report("inside", records)
+    assert "outside the budget" not in report.read_text() and "## Labels and test examples" in report.read_text()
+    for r in records:  # 20 validation examples on top of 10 classes x budget
+        for s in r["seeds"]:
+            s["n_val"] = 20
+    first_lines = write_report("outside", records)[0].read_text().split("\n")[:6]
+    assert any("**Validation outside the budget**: 6 of 6 cells" in line for line in first_lines)
