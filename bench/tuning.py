@@ -76,8 +76,11 @@ def sampler(exp: Experiment, done: int) -> optuna.samplers.TPESampler:
 
 
 def defaults(trainer: CellTrainer) -> Hyperparameters:
-    """The strategy's documented starting point as the full hyperparameters its search space returns."""
-    return trainer.strategy.search_space(optuna.trial.FixedTrial(trainer.strategy.defaults))
+    """The strategy's documented starting point as the full hyperparameters its search space returns, as trial 0
+    of a study would get them: a suggestion without a default is drawn by the experiment's seeded sampler."""
+    study = optuna.create_study(sampler=sampler(trainer.exp, 0))  # in memory: nothing is stored
+    study.enqueue_trial(trainer.strategy.defaults)
+    return trainer.strategy.search_space(study.ask())
 
 
 def tune(

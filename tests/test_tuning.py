@@ -6,8 +6,11 @@ import optuna
 from conftest import tiny_experiment
 from optuna.trial import TrialState
 
+from bench import config
 from bench.config import Experiment
-from bench.tuning import COUNTED, sampler
+from bench.matrix import expand
+from bench.strategies import STRATEGIES, Strategy
+from bench.tuning import COUNTED, sampler, tune
 
 
 def _tune(exp: Experiment, interrupt_at: int | None) -> list[dict]:
@@ -32,3 +35,34 @@ def test_an_interrupted_trial_is_redrawn_as_it_was_and_the_rest_follow_unchanged
     for moment in (0, 2, 4):  # a random start-up trial, the first TPE trial, a later one
         assert _tune(exp, moment) == uninterrupted
     assert len({tuple(p.values()) for p in uninterrupted}) == 6
+
+
+class _WithoutADefault(Strategy):
+    name = "test_without_a_default"
+    description = "a plugin's strategy whose default leaves one suggestion out"
+    defaults = {"lr": 1e-3}
+
+    def search_space(self, trial: optuna.Trial) -> dict:
+        return {
+            "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
+        }
+
+
+def test_a_cell_without_a_hold_out_runs_no_study_and_takes_the_strategys_defaults(results_root, monkeypatch):
+    from bench import data
+    from bench.tracking import Tracker, tracking_uri
+    from bench.trainer import CellTrainer
+
+    monkeypatch.setitem(STRATEGIES._entries, _WithoutADefault.name, _WithoutADefault)
+    exp = config.parse(
+        tiny_experiment(budgets=[5], strategies=["l2sp", _WithoutADefault.name], splits={"test_per_class": 5})
+    )  # 20 % of 5 per class is 1: too few to hold out
+    ds = data.DATASETS.get("cifar10").load()
+    for cell in expand(exp):
+        trainer = CellTrainer(cell, exp, ds)
+        assert not trainer.validates()
+        hp, study = tune(trainer, Tracker(tracking_uri(None), exp.name))
+        assert study is None and hp["lr"] == trainer.strategy.defaults["lr"]
+        assert set(hp) >= {"lr", "weight_decay"}  # the full hyperparameters: fixed values and defaults
+    assert tune(CellTrainer(expand(exp)[1], exp, ds), Tracker(tracking_uri(None), exp.name))[0] == hp  # seeded
