@@ -52,7 +52,7 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         assert section in report
     for png in ("gain_heatmap.png", "accuracy_vs_budget.png", "ranks.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG" and png in report
-    assert "cifar10 | tiny_image | 7 | 40 | finetune | 2 |" in report
+    assert "cifar10 | tiny_image | 7 | 40 | 30 | 50 | finetune |  | 2 |" in report  # n_train, n_val, n_test
     assert f"torch {torch.__version__}" in report and "torch threads" in report  # what produced it
     commit, lockfile = environment.checkout()["git_commit"], environment.checkout()["lockfile"]
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", commit) and re.fullmatch(r"[0-9a-f]{16}|none", lockfile)
