@@ -401,7 +401,8 @@ def _below_probe_lines(records: list[dict[str, Any]]) -> list[str]:
                 for g, lo, hi in zip(below.gap, below.gap_ci_low, below.gap_ci_high, strict=True)
             ],
             "val acc % (probe's)": [
-                f"{_pct(v)} ({_pct(p)})" for v, p in zip(below.val_acc, below.probe_val_acc, strict=True)
+                f"{'no hold-out' if pd.isna(v) else _pct(v)} ({_pct(p)})"
+                for v, p in zip(below.val_acc, below.probe_val_acc, strict=True)
             ],
             "steps": below.steps.map(lambda x: "" if pd.isna(x) else f"{x:.0f}"),
             "step kept": below.best_step.map(lambda x: "" if pd.isna(x) else f"{x:.0f}"),

@@ -363,45 +363,25 @@ def test_without_validation_examples_a_run_takes_its_whole_schedule_and_keeps_it
     assert all(math.isnan(s.val_acc) and s.train_loss > 0 for s in history)
 
 
+def _ratios(model: torch.nn.Module, strength: float, steps: int, lr: float) -> dict[str, float]:
+    """The penalty gradient ratios ``fit`` reports for strength/2 ||W||^2 on a linear model."""
+    out: dict[str, float] = {}
+    penalty = lambda step: strength / 2 * model.weight.pow(2).sum()  # noqa: E731
+    plan = Schedule(steps, evaluations=2)
+    fit(model, [{"params": model.parameters()}], _toy(), None, plan, lr, 0.0, 0, penalty, diagnostics=out)
+    return out
+
+
 def test_the_penalty_gradient_ratio_is_measured_at_the_first_and_last_steps():
     torch.manual_seed(0)
-    model = torch.nn.Linear(4, 2)
-    ratios = {}
-    for strength in (1e-4, 1.0):
-        out = {}
-        fit(
-            model,
-            [{"params": model.parameters()}],
-            _toy(),
-            None,
-            Schedule(8, evaluations=2),
-            lr=0.1,
-            weight_decay=0.0,
-            seed=0,
-            extra_loss=lambda step, s=strength: s / 2 * model.weight.pow(2).sum(),
-            diagnostics=out,
-        )
-        ratios[strength] = out
-    weak, strong = ratios[1e-4], ratios[1.0]
+    weak, strong = (_ratios(torch.nn.Linear(4, 2), strength, steps=8, lr=0.1) for strength in (1e-4, 1.0))
     assert set(weak) == {"penalty_grad_ratio_first", "penalty_grad_ratio_last"}
     assert 0 < weak["penalty_grad_ratio_first"] < 1e-2 < strong["penalty_grad_ratio_first"]
     # the ratio is exact: for alpha/2 ||W||^2 the penalty's gradient is alpha * W at that step
-    model2 = torch.nn.Linear(4, 2)
-    grads = {}
-    fit(
-        model2,
-        [{"params": model2.parameters()}],
-        _toy(),
-        None,
-        Schedule(1, evaluations=1),
-        lr=0.0,
-        weight_decay=0.0,
-        seed=0,
-        extra_loss=lambda step: 0.5 * model2.weight.pow(2).sum(),
-        diagnostics=grads,
-    )
+    model = torch.nn.Linear(4, 2)
+    first = _ratios(model, 1.0, steps=1, lr=0.0)["penalty_grad_ratio_first"]
     x, y = next(iter(_toy()(shuffle_seed=0)))
-    model2.zero_grad()
-    torch.nn.functional.cross_entropy(model2(x), y).backward()
-    ce = torch.sqrt(model2.weight.grad.pow(2).sum() + model2.bias.grad.pow(2).sum())
-    assert grads["penalty_grad_ratio_first"] == pytest.approx(float(model2.weight.norm() / ce), rel=1e-5)
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    ce = torch.sqrt(model.weight.grad.pow(2).sum() + model.bias.grad.pow(2).sum())
+    assert first == pytest.approx(float(model.weight.norm() / ce), rel=1e-5)
