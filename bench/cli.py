@@ -201,13 +201,14 @@ def _dry_run(exp, console: Console) -> None:
     table = Table(title=f"{exp.name}: {len(cells)} cells")
     for col in ("#", "cell", "modality", "key", "status"):
         table.add_column(col, overflow="fold")
-    finished = 0
+    todo = []
     for i, cell in enumerate(cells, 1):
         done = results.is_finished(exp.name, cell)
-        finished += done
+        if not done:
+            todo.append(cell)
         table.add_row(str(i), cell.run_name, cell.modality, cell.key, "finished" if done else "to run")
     console.print(table)
-    todo = [c for c in cells if not results.is_finished(exp.name, c)]
+    finished = len(cells) - len(todo)
     trials = exp.tuning.n_trials * sum(_tunes(c, exp) for c in todo)
     console.print(
         f"{len(cells)} cells ({finished} finished, {len(todo)} to run): {trials} Optuna trials and "

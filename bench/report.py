@@ -93,7 +93,7 @@ def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
     group = list(stats.GROUP)
     scratch = df[df.strategy == "scratch"].set_index(group)["test_acc_mean"].rename("scratch_acc_mean")
     df = df.join(scratch, on=group)
-    gains = stats.gains_over_scratch(stats.distinct(records))
+    gains = stats.gains_over_scratch(stats.distinct(records, copies))
     if len(gains):
         gains = gains.rename(columns={"gain": "gain_over_scratch"})
         df = df.merge(gains.drop(columns="significant"), on=[*group, "strategy"], how="left")
@@ -554,7 +554,8 @@ def write_report(
     summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
     write_predictions(records, out / "predictions.csv.gz")
     table = stats.cells(records)
-    results = stats.distinct(records)  # comparisons count strategies with the same predictions once
+    # comparisons count strategies with the same predictions once
+    results = stats.distinct(records, set(summary.cell_key[summary.identical_to.astype(bool)]))
     gains = stats.gains_over_scratch(results)
     ranks = stats.ranks(stats.cells(results))
     figures = {

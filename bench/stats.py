@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -170,9 +170,10 @@ def identical_to(records: list[dict[str, Any]]) -> dict[str, str]:
     return copies
 
 
-def distinct(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records without the cells that copy another strategy's predictions (``identical_to``)."""
-    copies = identical_to(records)
+def distinct(records: list[dict[str, Any]], copies: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The records without the cells that copy another strategy's predictions: the keys in ``copies``, by default
+    ``identical_to(records)``."""
+    copies = identical_to(records) if copies is None else copies
     return [r for r in records if r.get("cell_key") not in copies]
 
 

@@ -72,11 +72,6 @@ def predict(model: nn.Module, batches: Batches) -> tuple[np.ndarray, np.ndarray]
     return torch.cat(preds).numpy(), torch.cat(labels).numpy()
 
 
-def accuracy(model: nn.Module, batches: Batches) -> float:
-    preds, labels = predict(model, batches)
-    return float((preds == labels).mean())
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Batches) -> tuple[float, float]:
     """Accuracy and mean cross-entropy over all batches, in eval mode."""
@@ -87,6 +82,10 @@ def evaluate(model: nn.Module, batches: Batches) -> tuple[float, float]:
         correct += int((logits.argmax(dim=1) == y).sum())
         loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
     return correct / len(batches), loss / len(batches)
+
+
+def accuracy(model: nn.Module, batches: Batches) -> float:
+    return evaluate(model, batches)[0]
 
 
 @dataclass(frozen=True)
@@ -260,10 +259,10 @@ def fit(
                 total, count = 0.0, 0
                 history.append(stats)
                 on_eval(stats)
-                if kept is not None and plan.better(stats, kept):
-                    kept, saved, waited = stats, _copy_of(model), 0
-                elif kept is not None and step > plan.warmup and kept.step > 0:
-                    waited += 1  # not while the learning rate still rises, nor before the run beats its start
+                if kept is not None:
+                    kept, waited = patience_step(plan, kept, stats, waited)
+                    if kept is stats:
+                        saved = _copy_of(model)
                 training_mode(model, plan.batchnorm)
             if step == plan.steps or waited == plan.patience:
                 break
@@ -271,6 +270,17 @@ def fit(
     if kept is not None and kept is not history[-1]:
         model.load_state_dict(saved)
     return history
+
+
+def patience_step(plan: Schedule, kept: EvalStats, stats: EvalStats, waited: int) -> tuple[EvalStats, int]:
+    """Early stopping's rule for one new validation: the validation to keep and how many have passed since it
+    without a better one. ``stats`` is kept when ``plan.better`` says so; otherwise it counts towards patience,
+    but not while the learning rate still rises (the warm-up), nor before the run has beaten its start."""
+    if plan.better(stats, kept):
+        return stats, 0
+    if stats.step > plan.warmup and kept.step > 0:
+        return kept, waited + 1
+    return kept, waited
 
 
 def _gradients(penalty: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:

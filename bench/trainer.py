@@ -286,6 +286,6 @@ class CellTrainer:
             val_acc, steps, best_step = self._swept.get(seed, (None, math.nan))[1], 0, 0
         if seed in self._swept:
             diagnostics["probe_C"] = self._swept[seed][0]
-        result = RunResult(model, history, val_acc, steps, best_step, 0.0, fits[-1] if fits else None)
-        result.diagnostics = diagnostics
+        probe = fits[-1] if fits else None
+        result = RunResult(model, history, val_acc, steps, best_step, 0.0, probe, diagnostics=diagnostics)
         return result, module, batches

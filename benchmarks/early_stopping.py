@@ -32,7 +32,7 @@ import yaml
 
 from bench import config, data
 from bench.matrix import expand
-from bench.train import EvalStats, Schedule, evaluate
+from bench.train import EvalStats, Schedule, evaluate, patience_step
 from bench.trainer import CellTrainer, min_delta
 from bench.tuning import defaults
 
@@ -47,15 +47,12 @@ def kept_by(points: list[dict], plan: Schedule) -> dict:
     """The point ``bench.train.fit`` ends on under ``plan``, replayed on a full run's validations (the first
     point is the starting weights)."""
     stats = [EvalStats(p["step"], 0.0, math.nan, p["val_acc"], p["val_loss"]) for p in points]
-    kept, waited = 0, 0
-    for i, s in enumerate(stats[1:], start=1):
-        if plan.better(s, stats[kept]):
-            kept, waited = i, 0
-        elif s.step > plan.warmup and stats[kept].step > 0:
-            waited += 1
+    kept, waited = stats[0], 0
+    for s in stats[1:]:
+        kept, waited = patience_step(plan, kept, s, waited)
         if waited == plan.patience:
             break
-    return points[kept]
+    return points[stats.index(kept)]
 
 
 class Recorded(CellTrainer):
