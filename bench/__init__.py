@@ -1,3 +1,3 @@
 """transferbench: a benchmark harness for transfer learning."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

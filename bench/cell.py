@@ -70,21 +70,22 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, env: dict[str, str] | None 
     """
     cell, exp = trainer.cell, trainer.exp
     start = time.perf_counter()
-    saved = results.saved_seeds(exp.name, cell, exp.seeds)
+    saved = results.saved_seeds(exp.name, cell, cell.seeds)
     tracker.end_orphans(cell, set(saved))
 
     settings = {
-        **exp.training.model_dump(exclude={"device", "threads"}),
+        **exp.training_for(cell.dataset).model_dump(exclude={"device", "threads"}),
         "n_trials": exp.tuning.n_trials,
-        "seeds": exp.seeds,
+        "seeds": exp.seeds.min,
+        "max_seeds": exp.seeds.most,
         **{f"splits.{k}": v for k, v in exp.splits.model_dump().items()},
     }
     with tracker.cell_run(cell, settings, env):
         hp, study = tune(trainer, tracker, trainer.say)
         finals = []
-        for seed in range(exp.seeds):
+        for seed in range(cell.seeds):
             if seed not in saved:
-                trainer.say(f"final seed {seed + 1}/{exp.seeds}")
+                trainer.say(f"final seed {seed + 1}/{cell.seeds}")
             finals.append(saved.get(seed) or final_seed(trainer, tracker, hp, seed))
         accs = [r["test_acc"] for r in finals]
         mean, std = statistics.fmean(accs), (statistics.stdev(accs) if len(accs) > 1 else 0.0)

@@ -116,8 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         help="compare two runs of one experiment, cell by cell and verdict by verdict",
         description="How much an experiment's answers depend on its draws: run it again with another sampler seed "
         "into another results folder, then compare. A cell holds when the second run's mean test accuracy lies in "
-        "the first run's 95 % interval; a verdict (the best strategy at a dataset and budget) holds when each "
-        "run's best is the other's best or not significantly worse than it.",
+        "the first run's interval; a verdict (a strategy against the best of its dataset and budget: best, worse, "
+        "equivalent or undecided) holds when both runs give it, or one calls the strategy the best and the other "
+        "does not call it worse.",
         epilog="example:\n  bench run experiments/default.yaml\n"
         "  bench --results results/resampled run experiments/default.yaml --sampler-seed 1\n"
         "  bench stability results/default results/resampled/default",
@@ -125,6 +126,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     st.add_argument("first", help="a run's folder, <results>/<experiment> (its cells/ hold the finished cells)")
     st.add_argument("second", help="the other run's folder")
+    st.add_argument(
+        "--rope",
+        type=float,
+        default=0.01,
+        help="region of practical equivalence of the verdicts, in accuracy (default: %(default)s, as the "
+        "experiment's statistics.rope)",
+    )
+    st.add_argument("--confidence", type=float, default=0.95, help="level of the intervals (default: %(default)s)")
     lst = sub.add_parser("list", help="list registered backbones, datasets or strategies")
     lst.add_argument("what", choices=["backbones", "datasets", "strategies"])
     sub.add_parser(
@@ -212,9 +221,19 @@ def _dry_run(exp, console: Console) -> None:
     trials = exp.tuning.n_trials * sum(_tunes(c, exp) for c in todo)
     console.print(
         f"{len(cells)} cells ({finished} finished, {len(todo)} to run): {trials} Optuna trials and "
-        f"{trials + len(todo) * exp.seeds} training runs of {_length(exp.training)} "
-        f"({exp.tuning.n_trials} trials in cells with a hold-out + {exp.seeds} final seeds per cell; linear probes "
+        f"{trials + len(todo) * exp.seeds.min} training runs of {_length(exp.training)} "
+        f"({exp.tuning.n_trials} trials in cells with a hold-out + {exp.seeds.min} final seeds per cell; linear probes "
         "are solved, not stepped)"
+        + (
+            f"; then up to {exp.seeds.most} seeds for the cells of a contest still undecided (racing)"
+            if exp.seeds.races
+            else ""
+        )
+        + "".join(
+            f"; {ds.name}: {', '.join(f'{k} {v}' for k, v in ds.training.items())}"
+            for ds in exp.datasets
+            if ds.training
+        )
     )
 
 
@@ -229,6 +248,11 @@ def _tunes(cell, exp) -> bool:
     if exp.splits.extra_val_per_class or cell.budget == "all":
         return True
     return holdout_per_class(int(cell.budget), exp.splits.val_fraction, exp.splits.min_val_per_class) > 0
+
+
+def _seeds(exp) -> str:
+    """``3`` or ``3-10`` (racing)."""
+    return f"{exp.seeds.min}-{exp.seeds.most}" if exp.seeds.races else str(exp.seeds.min)
 
 
 def _length(training) -> str:
@@ -295,9 +319,12 @@ def _report(exp, console: Console) -> int:
         return 1
     with paths.file_lock(paths.experiment_dir(exp.name) / ".report.lock"):  # runs sharing a matrix report in turn
         rows = _transfer_scores(exp, console)
-        report, summary = write_report(exp.name, records, sum(r["seconds"] for r in records), rows)
+        report, summary = write_report(
+            exp.name, records, sum(r["seconds"] for r in records), rows, exp.statistics.rope, exp.statistics.confidence
+        )
         page = report.with_suffix(".html")
-        files = sorted(report.parent.glob("*.png")) + [report, page, report.parent / "summary.csv"]
+        tables = [report.parent / name for name in ("summary.csv", "verdicts.csv", "gains.csv")]
+        files = sorted(report.parent.glob("*.png")) + [report, page, *tables]
         tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
         tracker.log_comparisons(summary)
         if rows is not None and len(rows):
@@ -305,19 +332,19 @@ def _report(exp, console: Console) -> int:
             files.append(report.parent / scores.FILE)
         summary_run = tracker.log_report(exp.name, files)
         tracker.set_description(experiment_note(exp, records, summary_run))
-    print_summary(summary, console, f"{exp.name}: test accuracy over {exp.seeds} seeds")
+    print_summary(summary, console, f"{exp.name}: test accuracy over {_seeds(exp)} seeds")
     runs = browse_hint(tracking_uri(exp.tracking_uri))
     console.print(Text(f"report: {report} and {page.name}   summary: {report.parent / 'summary.csv'}   runs: {runs}"))
     return 0
 
 
-def _stability(first: Path, second: Path, console: Console) -> int:
+def _stability(first: Path, second: Path, console: Console, rope: float, confidence: float) -> int:
     """Print how many cells and verdicts of ``second`` hold against ``first``, and the ones that do not."""
     from bench import stability
     from bench.config import ConfigError
 
     try:
-        found = stability.compare(stability.records_in(first), stability.records_in(second))
+        found = stability.compare(stability.records_in(first), stability.records_in(second), rope, confidence)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     cells, verdicts = found.cells, found.verdicts
@@ -327,7 +354,8 @@ def _stability(first: Path, second: Path, console: Console) -> int:
     moved = cells[~cells.holds]
     console.print(
         f"{int(cells.holds.sum())} of {len(cells)} cells ({100 * found.cells_holding:.0f} %) hold: the second run's "
-        f"mean lies in the first run's 95 % interval; {int(verdicts.holds.sum())} of {len(verdicts)} verdicts hold"
+        f"mean lies in the first run's interval; {int(verdicts.holds.sum())} of {len(verdicts)} verdicts hold "
+        f"({int((verdicts['first'] == verdicts['second']).sum())} the same word)"
     )
     if len(moved):
         table = Table("dataset", "backbone", "budget", "strategy", "first % [95 % CI]", "second %", "moved (pts)")
@@ -343,10 +371,12 @@ def _stability(first: Path, second: Path, console: Console) -> int:
                 f"{100 * r.moved:+.1f}",
             )
         console.print(table)
-    table = Table("dataset", "budget", "best (first run)", "best (second run)", "holds")
-    for r in verdicts.itertuples():
-        table.add_row(r.dataset, str(r.budget), r.best_first, r.best_second, "yes" if r.holds else "NO")
-    console.print(table)
+    changed = verdicts[~verdicts.holds]
+    if len(changed):
+        table = Table("dataset", "budget", "strategy", "first run", "second run")
+        for r in changed.itertuples():
+            table.add_row(r.dataset, str(r.budget), r.strategy, r.first, r.second)
+        console.print(table)
     return 0
 
 
@@ -413,7 +443,7 @@ def _rank(exp, console: Console) -> int:
         )
     ranked = scores.per_backbone(rows).sort_values("logme", ascending=False, na_position="last")
     table = Table(
-        title=f"{exp.datasets[0].name}, {exp.budgets[0]} examples per class: transferability over {exp.seeds} "
+        title=f"{exp.datasets[0].name}, {exp.budgets[0]} examples per class: transferability over {exp.seeds.min} "
         "splits (mean ± std; higher predicts better transfer)"
     )
     for col in ("rank", "backbone", *scores.SCORES):
@@ -499,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "rank":
             return _rank(_rank_experiment(args), console)
         if args.command == "stability":
-            return _stability(Path(args.first), Path(args.second), console)
+            return _stability(Path(args.first), Path(args.second), console, args.rope, args.confidence)
         if args.command == "report":
             _check_results_folder()
             return _report(_with_flags(config.load(_experiment_file(args.experiment)), args), console)

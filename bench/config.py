@@ -138,6 +138,11 @@ class BackboneConfig(_Named):
 
 class DatasetConfig(_Named):
     kind = "dataset"
+    training: dict[str, Any] | None = Field(
+        None,
+        description="this dataset's own training settings over the experiment's 'training' (e.g. {max_steps: 200} "
+        "where its largest budget needs longer runs); device and threads stay the experiment's",
+    )
 
 
 class TuningConfig(_Strict):
@@ -258,6 +263,61 @@ class SplitConfig(_Strict):
     )
 
 
+class SeedsConfig(_Strict):
+    """How many final seeds a cell trains: ``min`` always, up to ``max`` while a comparison it takes part in is
+    undecided (racing, as F-Race and irace do). A plain number ``n`` is ``{min: n, max: n}``: no racing."""
+
+    min: int = Field(3, ge=1, le=100, description="final retrainings of the best trial that every cell gets")
+    max: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="up to this many for the cells of a comparison (with the best strategy of its dataset and "
+        "budget, or with scratch) that is still undecided after min and that more seeds are expected to decide; "
+        "default: min (no racing)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_number_is_min_and_max(cls, data: Any) -> Any:
+        if isinstance(data, bool):
+            raise ValueError(
+                f"'seeds' is a number, got {data} (YAML reads yes, no, on, off as booleans); or {{min: n, max: m}}"
+            )
+        if not isinstance(data, int | dict | SeedsConfig):
+            raise ValueError(f"'seeds' is a number of seeds, or {{min: n, max: m}} to race; got {_cut(repr(data))}")
+        return {"min": data} if isinstance(data, int) else data
+
+    @model_validator(mode="after")
+    def _max_not_below_min(self) -> SeedsConfig:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"seeds.max ({self.max}) is below seeds.min ({self.min}): raise max or lower min")
+        return self
+
+    @property
+    def most(self) -> int:
+        """The most seeds a cell can get."""
+        return self.max if self.max is not None else self.min
+
+    @property
+    def races(self) -> bool:
+        return self.most > self.min
+
+
+class StatisticsConfig(_Strict):
+    """How two strategies are compared (the verdicts, the gains over scratch, and which contests racing feeds)."""
+
+    rope: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="region of practical equivalence, in accuracy (0.01 = 1 point): a difference whose interval "
+        "lies inside +-rope is 'equivalent', one whose interval lies beyond it 'worse' or 'better', any other "
+        "'undecided' (Kruschke 2018; Benavoli et al. 2017)",
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="level of every interval and verdict")
+
+
 class ClusterConfig(_Strict):
     """Where cells run when not on this machine's own workers: a Ray cluster, and each cell's share of its GPUs."""
 
@@ -319,10 +379,13 @@ class Experiment(_Strict):
     datasets: list[DatasetConfig] = Field(min_length=1)
     strategies: list[str] = Field(min_length=1)
     budgets: list[Budget] = Field(min_length=1, description="training examples per class, or 'all'")
-    seeds: int = Field(3, ge=1, le=100, description="final retrainings of the best trial, one per seed")
+    seeds: SeedsConfig = Field(
+        SeedsConfig(), description="final seeds per cell: a number, or {min, max} to race close contests"
+    )
     tuning: TuningConfig = TuningConfig()
     training: TrainingConfig = TrainingConfig()
     splits: SplitConfig = SplitConfig()
+    statistics: StatisticsConfig = StatisticsConfig()
     cluster: ClusterConfig = ClusterConfig()
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///results/mlflow.db")
     optuna_storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///results/optuna.db")
@@ -363,6 +426,32 @@ class Experiment(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("a strategy is listed twice")
         return names
+
+    @model_validator(mode="after")
+    def _dataset_training_is_training(self) -> Experiment:
+        for ds in self.datasets:
+            for key in ds.training or {}:
+                if key in ("device", "threads"):
+                    raise ValueError(
+                        f"dataset '{ds.name}': training.{key} is the experiment's; set it under 'training:'"
+                    )
+                if key not in TrainingConfig.model_fields:
+                    raise ValueError(f"dataset '{ds.name}': training: {TrainingConfig._unknown(key)}")
+            try:
+                self.training_for(ds.name)
+            except ValidationError as err:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()
+                )
+                raise ValueError(f"dataset '{ds.name}': training: {problems.removeprefix(': ')}") from None
+        return self
+
+    def training_for(self, dataset: str) -> TrainingConfig:
+        """The training settings of ``dataset``'s cells: the experiment's, with the dataset's own over them."""
+        override = next((ds.training for ds in self.datasets if ds.name == dataset and ds.training), None)
+        if not override:
+            return self.training
+        return TrainingConfig.model_validate({**self.training.model_dump(exclude_unset=True), **override})
 
     @model_validator(mode="after")
     def _every_dataset_has_a_backbone(self) -> Experiment:

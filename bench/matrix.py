@@ -20,6 +20,8 @@ class Cell:
     strategy: str
     modality: str
     key: str  # digest of everything that decides this cell's result
+    seeds: int = 1  # final seeds it is to have: the experiment's minimum, more where racing asks (not in the key:
+    # seed s trains the same whatever the count, so a cell given more seeds keeps those it has)
 
     @property
     def run_name(self) -> str:
@@ -51,9 +53,8 @@ def cell_key(exp: Experiment, backbone: BackboneConfig, dataset: str, budget: in
         "budget": budget,
         "strategy": strategy,
         "strategy_implementation": implementation(STRATEGIES.get(strategy)),
-        "seeds": exp.seeds,
         "tuning": _without_added(exp.tuning.model_dump(mode="json"), ADDED_TUNING_OPTIONS),
-        "training": training_key(exp),
+        "training": training_key(exp, dataset),
         "splits": exp.splits.model_dump(mode="json"),
         "version": __version__,
     }
@@ -66,9 +67,10 @@ ADDED_TRAINING_OPTIONS = {"max_steps": None, "patience": None, "warmup_steps": 0
 ADDED_TUNING_OPTIONS = {"first_trial": "sampled"}
 
 
-def training_key(exp: Experiment) -> dict:
-    """The training settings that decide a cell's result (not the device or thread count)."""
-    return _without_added(exp.training.model_dump(mode="json", exclude={"device", "threads"}), ADDED_TRAINING_OPTIONS)
+def training_key(exp: Experiment, dataset: str | None = None) -> dict:
+    """The training settings that decide a cell's result on ``dataset`` (not the device or thread count)."""
+    training = exp.training_for(dataset) if dataset else exp.training
+    return _without_added(training.model_dump(mode="json", exclude={"device", "threads"}), ADDED_TRAINING_OPTIONS)
 
 
 def _without_added(settings: dict, added: dict) -> dict:
@@ -90,5 +92,5 @@ def expand(exp: Experiment) -> list[Cell]:
             for budget in exp.budgets:
                 for strategy in order:
                     key = cell_key(exp, bb, ds.name, budget, strategy)
-                    cells.append(Cell(bb, ds.name, budget, strategy, modality, key))
+                    cells.append(Cell(bb, ds.name, budget, strategy, modality, key, exp.seeds.min))
     return cells

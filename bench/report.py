@@ -52,9 +52,8 @@ SUMMARY_COLUMNS = [
     "gain_over_scratch",
     "gain_ci_low",
     "gain_ci_high",
-    "p_value",
-    "p_holm",
-    "p_bh",
+    "gain_verdict",
+    "p_improve",
     "negative_transfer",
     "trials_complete",
     "trials_pruned",
@@ -69,11 +68,13 @@ def _hp_text(hp: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items()))
 
 
-def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """A row per cell: the labelled and test examples it used (seed 0's), accuracy over seeds with its CI, the
-    strategy whose predictions it copies at every seed (``identical_to``), and the paired comparison with scratch
-    (none for a copy: it is the same result)."""
-    table = stats.cells(records)
+def summarize(
+    records: list[dict[str, Any]], rope: float = stats.ROPE, confidence: float = stats.CONFIDENCE
+) -> pd.DataFrame:
+    """A row per cell: the labelled and test examples it used (seed 0's), accuracy over seeds and test examples with
+    its interval, the strategy whose predictions it copies at every seed (``identical_to``), and the paired
+    comparison with scratch with its verdict (none for a copy: it is the same result)."""
+    table = stats.cells(records, confidence)
     copies = stats.identical_to(records)
     df = pd.DataFrame(records)
     df["budget"] = df["budget"].astype(str)
@@ -93,10 +94,10 @@ def summarize(records: list[dict[str, Any]]) -> pd.DataFrame:
     group = list(stats.GROUP)
     scratch = df[df.strategy == "scratch"].set_index(group)["test_acc_mean"].rename("scratch_acc_mean")
     df = df.join(scratch, on=group)
-    gains = stats.gains_over_scratch(stats.distinct(records, copies))
+    gains = stats.gains_over_scratch(stats.distinct(records, copies), rope, confidence)
     if len(gains):
         gains = gains.rename(columns={"gain": "gain_over_scratch"})
-        df = df.merge(gains.drop(columns="significant"), on=[*group, "strategy"], how="left")
+        df = df.merge(gains.drop(columns=["seeds", "n_test"]), on=[*group, "strategy"], how="left")
     for col in SUMMARY_COLUMNS:
         if col not in df:
             df[col] = math.nan
@@ -226,13 +227,18 @@ def _p(x: float) -> str:
     return "" if pd.isna(x) else f"{x:.3f}"
 
 
-def _corrected(gains: pd.DataFrame) -> str:
-    """One sentence on the multiple-comparison correction, so a reader knows how many tests the p-values share."""
-    m = stats.n_comparisons(gains.p_value) if len(gains) else 0
+def _how_compared(rope: float, confidence: float) -> str:
+    """One paragraph on how two strategies are compared, so a reader knows what every interval and verdict means."""
+    level = f"{100 * confidence:g} %"
     return (
-        f"Holm's method corrects the p-values for the {m} paired comparisons with scratch across the matrix "
-        "(family-wise error rate; cells whose differences are identical or that have one seed are no comparison); "
-        "summary.csv also carries the Benjamini-Hochberg (false discovery rate) adjusted `p_bh`."
+        f"Every comparison pairs the two strategies' runs by seed and their predictions by test example. Its {level} "
+        "interval counts both sources of error: which seeds were drawn and which test examples (a crossed "
+        "random-effects model of the per-example differences, with Satterthwaite's degrees of freedom; "
+        "`bench/comparison.py`). The verdict compares that interval with the region of practical equivalence of "
+        f"±{100 * rope:g} point(s): _better_ or _worse_ when the interval lies beyond it, _equivalent_ when it lies "
+        "inside it, _undecided_ otherwise. _P(run wins)_ is the probability of improvement (Agarwal et al. 2021): the "
+        "share of (run, run) pairs in which the first strategy's accuracy is the higher. Strategies whose "
+        "predictions are identical at every seed are one result, compared once."
     )
 
 
@@ -336,34 +342,82 @@ def _references(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _verdicts(records: list[dict[str, Any]]) -> list[str]:
-    """The best strategy per dataset and budget, and which others are not significantly worse."""
-    v = stats.verdicts(records)
+def _interval(mean: float, low: float, high: float, signed: bool = False) -> str:
+    """``61.2 [58.0, 64.1]`` in points (``+1.2 [...]`` signed); the value alone without an interval."""
+    if pd.isna(mean):
+        return ""
+    f = (lambda x: f"{100 * x:+.1f}") if signed else _pct
+    return f(mean) if pd.isna(low) else f"{f(mean)} [{f(low)}, {f(high)}]"
+
+
+def _verdict_counts(verdicts: pd.Series, what: str) -> str:
+    counts = verdicts.value_counts()
+    parts = [f"{counts[v]} {v}" for v in ("better", "worse", "equivalent", "undecided") if v in counts]
+    return f"Of {len(verdicts)} {what}: {', '.join(parts)}."
+
+
+def _verdicts(v: pd.DataFrame, rope: float, confidence: float) -> list[str]:
+    """Each strategy against the best of its dataset and budget: verdict, difference with its interval, P(run wins)."""
+    level = f"{100 * confidence:g} %"
     table = pd.DataFrame(
         {
             "dataset": v.dataset,
             "budget": v.budget,
-            "best strategy": v.best,
-            "test acc % [95 % CI]": [
-                f"{_pct(m)} [{_pct(lo)}, {_pct(hi)}]"
-                for m, lo, hi in zip(v.best_mean, v.best_ci_low, v.best_ci_high, strict=True)
+            "strategy": v.strategy,
+            "verdict": v.verdict,
+            f"test acc % [{level}]": [_interval(*x) for x in zip(v.acc, v.acc_ci_low, v.acc_ci_high, strict=True)],
+            f"vs best (pts) [{level}]": [
+                "" if b == stats.BEST else _interval(d, lo, hi, signed=True)
+                for b, d, lo, hi in zip(v.verdict, v["diff"], v.ci_low, v.ci_high, strict=True)
             ],
-            "not significantly worse": [", ".join(n[1:]) or "none" for n in v.not_worse],
-            "significantly worse": [", ".join(w) or "none" for w in v.worse],
-            "backbone × seed pairs": v.pairs,
+            "P(run wins)": v.p_improve.map(_p),
+            "runs": v.runs,
+            "test examples": v.n_test,
         }
     )
+    others = v[v.verdict != stats.BEST]
     return [
         "## Verdicts",
         "",
-        "The best strategy at each dataset and budget is the one with the highest mean test accuracy over every "
-        "backbone and seed there. Each other strategy is compared with it by a paired t-test over the (backbone, "
-        'seed) pairs both ran, with Holm\'s correction within the dataset and budget. "Not significantly worse" '
-        "means an adjusted p-value of at least 0.05 (or no test, e.g. identical differences): these seeds cannot "
-        "tell it from the best, which is not the same as being as good.",
+        "The best strategy at each dataset and budget has the highest mean test accuracy over its runs (backbone × "
+        "seed) and test examples. Every other strategy is compared with it. " + _how_compared(rope, confidence),
+        "",
+        _verdict_counts(others.verdict, "comparisons with the best") if len(others) else "",
+        "The same table is verdicts.csv.",
         "",
         _md_table(table),
         "",
+    ]
+
+
+def _across_matrix(results: list[dict[str, Any]], rope: float, confidence: float) -> list[str]:
+    """Each strategy against the linear probe and against scratch over the matrix (``stats.across_matrix``)."""
+    level = f"{100 * confidence:g} %"
+    parts = []
+    for reference in (stats.PROBE, "scratch"):
+        a = stats.across_matrix(results, reference, rope, confidence)
+        if len(a):
+            parts.append(
+                a.assign(
+                    **{
+                        f"difference (pts) [{level}]": [
+                            _interval(d, lo, hi, signed=True)
+                            for d, lo, hi in zip(a["diff"], a.ci_low, a.ci_high, strict=True)
+                        ]
+                    }
+                )[["strategy", "against", "groups", "datasets", f"difference (pts) [{level}]", "verdict"]]
+            )
+    if not parts:
+        return []
+    return [
+        "## Strategies across the matrix",
+        "",
+        f"Each strategy against `{stats.PROBE}` and against `scratch`, its difference averaged over each dataset's "
+        "budgets and then over the datasets. A dataset's budgets share their test examples, so the interval counts "
+        "each dataset's test examples once, and each (dataset, budget)'s seeds apart. It speaks for these datasets "
+        "and budgets only: a handful of datasets cannot speak for datasets at large.",
+        "",
+        *(line for part in parts for line in (_md_table(part), "")),
     ]
 
 
@@ -544,19 +598,25 @@ def write_report(
     records: list[dict[str, Any]],
     cell_seconds: float | None = None,
     scores: pd.DataFrame | None = None,
+    rope: float = stats.ROPE,
+    confidence: float = stats.CONFIDENCE,
 ) -> tuple[Path, pd.DataFrame]:
-    """Write summary.csv, report.md, the plots and report.html into results/<experiment>/; return report.md's path
-    and the summary.
+    """Write summary.csv, verdicts.csv, gains.csv, report.md, the plots and report.html into results/<experiment>/;
+    return report.md's path and the summary.
 
-    ``scores`` are the transferability rows of ``bench.scores`` (none: the report says so)."""
+    ``scores`` are the transferability rows of ``bench.scores`` (none: the report says so); ``rope`` and
+    ``confidence`` decide the verdicts (the experiment's ``statistics``)."""
     out = paths.experiment_dir(experiment)
-    summary = summarize(records)
+    summary = summarize(records, rope, confidence)
     summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
     write_predictions(records, out / "predictions.csv.gz")
-    table = stats.cells(records)
+    table = stats.cells(records, confidence)
     # comparisons count strategies with the same predictions once
     results = stats.distinct(records, set(summary.cell_key[summary.identical_to.astype(bool)]))
-    gains = stats.gains_over_scratch(results)
+    verdicts = stats.verdicts(results, rope, confidence)
+    verdicts.to_csv(out / "verdicts.csv", index=False, float_format="%.4f")
+    gains = stats.gains_over_scratch(results, rope, confidence)
+    gains.to_csv(out / "gains.csv", index=False, float_format="%.4f")
     ranks = stats.ranks(stats.cells(results))
     figures = {
         "accuracy_vs_budget.png": plots.accuracy_curves(table, out / "accuracy_vs_budget.png"),
@@ -591,9 +651,8 @@ def write_report(
                     summary.strategy, summary.gain_over_scratch, summary.gain_ci_low, summary.gain_ci_high, strict=True
                 )
             ],
-            "p": summary.p_value.map(_p),
-            "p (Holm)": summary.p_holm.map(_p),
-            "negative transfer": summary.negative_transfer.map(lambda x: "yes" if x is True else ""),
+            "verdict": summary.gain_verdict.fillna(""),
+            "P(run wins)": summary.p_improve.map(_p),
             "same predictions as": summary.identical_to,
         }
     )[
@@ -611,20 +670,22 @@ def write_report(
             "95 % CI",
             "macro-F1 %",
             "gain (pts) [95 % CI]",
-            "p",
-            "p (Holm)",
-            "negative transfer",
+            "verdict",
+            "P(run wins)",
         ]
     ]
     negative = gains[gains.negative_transfer] if len(gains) else gains
     wins = stats.win_rates(table).map(lambda x: "" if pd.isna(x) else f"{100 * x:.0f} %")
     equivalence = _equivalence(table)
-    seeds = int(table.seeds.max())
+    fewest, most = int(table.seeds.min()), int(table.seeds.max())
+    seeds = f"{fewest} paired seeds each" if fewest == most else f"{fewest} to {most} paired seeds"
+    raced = int((table.seeds > fewest).sum())
     lines = [
         f"# {experiment}: transfer against training from scratch",
         "",
-        f"{len(records)} cells, {seeds} paired seeds each (every strategy at a dataset, budget and seed trains on "
-        f"the same examples). Written {datetime.date.today().isoformat()}"
+        f"{len(records)} cells, {seeds} (every strategy at a dataset, budget and seed trains on the same examples"
+        + (f"; {raced} cells of comparisons still open after {fewest} seeds got more: racing" if raced else "")
+        + f"). Written {datetime.date.today().isoformat()}"
         + (
             f"; its cells took {cell_seconds / 60:.1f} min of training, tuning and testing, summed over cells "
             "(workers train cells side by side)."
@@ -638,37 +699,34 @@ def write_report(
         *_produced_by(records),
         "",
         *_labels(records, summary),
-        *_verdicts(results),
+        *_verdicts(verdicts, rope, confidence),
+        *_across_matrix(results, rope, confidence),
         *cd_lines,
         "## Gain over scratch",
         "",
         "![gain heatmap](gain_heatmap.png)" if "gain_heatmap.png" in figures else "_No scratch cells to compare._",
         "",
-        *([_corrected(gains), ""] if len(gains) else []),
+        *([_verdict_counts(gains.gain_verdict, "gains over scratch"), ""] if len(gains) else []),
         "## Test accuracy per cell",
         "",
-        "Mean ± standard deviation over seeds; the 95 % CI of the accuracy is the 95 % t-interval on the logit "
-        "scale of per-seed accuracies, mapped back, so it stays within [0, 100 %] (the empirical logit from the "
-        "test-set size where it is recorded, so that accuracies of 0 or 100 % stay finite; the point itself when "
-        "every seed agrees). "
-        "Then macro-F1, and the paired gain over scratch at the same backbone, dataset and budget with its plain "
-        "95 % t-interval and the paired t-test's raw and Holm-adjusted p-values (empty when the differences are "
-        "identical or there is one seed).",
+        f"Mean ± standard deviation over seeds; the {100 * confidence:g} % interval of the accuracy counts the seeds "
+        "and the test examples (on the logit scale, mapped back, so it stays within [0, 100 %]). Then macro-F1, and "
+        "the paired gain over scratch at the same backbone, dataset and budget with its interval, its verdict and "
+        "the share of (run, scratch run) pairs the strategy wins; gains.csv has them too.",
         "",
         _md_table(cell_rows),
         "",
         "## Negative transfer",
         "",
         _md_table(
-            negative[["dataset", "backbone", "budget", "strategy", "gain", "p_value", "p_holm"]].assign(
+            negative[["dataset", "backbone", "budget", "strategy", "gain", "gain_ci_low", "gain_ci_high"]].assign(
                 gain=lambda d: (100 * d.gain).round(1),
-                p_value=lambda d: d.p_value.round(3),
-                p_holm=lambda d: d.p_holm.round(3),
+                gain_ci_low=lambda d: (100 * d.gain_ci_low).round(1),
+                gain_ci_high=lambda d: (100 * d.gain_ci_high).round(1),
             )
         )
         if len(negative)
-        else "None: every strategy's mean is at or above scratch's.",
-        *(["", _corrected(gains)] if len(negative) else []),
+        else f"None: no strategy is shown worse than scratch by more than {100 * rope:g} point(s).",
         "",
         *_below_probe_lines(records),
         "## Data efficiency",
@@ -739,20 +797,24 @@ def _inline_images(html: str, figures: dict[str, Path]) -> str:
     return html
 
 
-def _verdict_line(v: Any) -> str:
-    """A row of ``stats.verdicts`` as a markdown list item: the best strategy, its accuracy and 95 % interval (none
-    from a single pair), and the strategies not significantly worse than it."""
-    budget = "all training examples" if v.budget == "all" else f"{v.budget} examples per class"
-    interval = "" if pd.isna(v.best_ci_low) else f" (95 % CI {_pct(v.best_ci_low)} to {_pct(v.best_ci_high)})"
+def _verdict_line(group: pd.DataFrame) -> str:
+    """One (dataset, budget) of ``stats.verdicts`` as a markdown list item: the best strategy with its accuracy and
+    interval, and the strategies not shown worse than it."""
+    best = group[group.verdict == stats.BEST].iloc[0]
+    budget = "all training examples" if best.budget == "all" else f"{best.budget} examples per class"
+    open_ = group[group.verdict.isin(["equivalent", "undecided"])]
     return (
-        f"- {v.dataset}, {budget}: **{v.best}**, test accuracy {_pct(v.best_mean)} %{interval}; "
-        f"not significantly worse: {', '.join(v.not_worse[1:]) or 'none'}"
+        f"- {best.dataset}, {budget}: **{best.strategy}**, test accuracy "
+        f"{_interval(best.acc, best.acc_ci_low, best.acc_ci_high)} %; not shown worse: "
+        f"{', '.join(f'{n} ({v})' for n, v in zip(open_.strategy, open_.verdict, strict=True)) or 'none'}"
     )
 
 
 def experiment_note(exp: Experiment, records: list[dict[str, Any]], summary_run: str) -> str:
     """A short markdown summary for the MLflow experiment's description: what ran, the best strategy at each
     dataset and budget (the report's verdicts), and where the full report is (``summary_run``'s artifacts)."""
+    verdicts = stats.verdicts(stats.distinct(records), exp.statistics.rope, exp.statistics.confidence)
+    seeds = f"{exp.seeds.min} to {exp.seeds.most}" if exp.seeds.races else str(exp.seeds.min)
     return "\n".join(
         [
             f"**{exp.name}**" + (f": {exp.description}" if exp.description else ""),
@@ -761,12 +823,13 @@ def experiment_note(exp: Experiment, records: list[dict[str, Any]], summary_run:
             f"- datasets: {', '.join(ds.name for ds in exp.datasets)}",
             f"- strategies: {', '.join(exp.strategies)}",
             f"- budgets (training examples per class): {', '.join(map(str, exp.budgets))}",
-            f"- {exp.seeds} seeds and {exp.tuning.n_trials} Optuna trials per cell; {len(records)} cells finished",
+            f"- {seeds} seeds and {exp.tuning.n_trials} Optuna trials per cell; {len(records)} cells finished",
             "",
             "Best strategy at each dataset and budget (highest mean test accuracy over every backbone and seed, "
-            "with its 95 % interval; paired t-tests against it, Holm-corrected):",
+            f"with its {100 * exp.statistics.confidence:g} % interval over seeds and test examples), and the "
+            f"strategies not shown worse than it by more than {100 * exp.statistics.rope:g} point(s):",
             "",
-            *(_verdict_line(v) for v in stats.verdicts(records).itertuples()),
+            *(_verdict_line(g) for _, g in verdicts.groupby(["dataset", "budget"], sort=False)),
             "",
             f"The full report: `report.html` in the artifacts of the run `{summary_run}` (`stage=summary`), with "
             "report.md, summary.csv and the plots.",

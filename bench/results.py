@@ -32,7 +32,9 @@ def seed_path(experiment: str, cell: Cell, seed: int) -> Path:
 
 
 def is_finished(experiment: str, cell: Cell) -> bool:
-    return cell_path(experiment, cell).is_file()
+    """Whether the cell's record holds at least the ``cell.seeds`` final seeds it is to have."""
+    record = load_cell(experiment, cell)
+    return record is not None and len(record["seeds"]) >= cell.seeds
 
 
 def load_cell(experiment: str, cell: Cell) -> dict[str, Any] | None:

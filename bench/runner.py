@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-from bench import data, execution, results, stats, stores
+from bench import data, execution, racing, results, stats, stores
 from bench.config import Experiment
 from bench.matrix import Cell, expand
 from bench.tracking import Tracker, tracking_uri
@@ -51,6 +52,46 @@ def _run_cells(
     for cell in cells:
         if cell not in todo:
             console.print(Text(f"finished earlier: {cell.run_name}", style="dim"))
+    failures = _train(exp, todo, len(cells), console, workers, cluster, loaded)
+    records = _finished(exp, cells)
+    # racing: the cells of contests still open get more seeds, round after round, until none asks for more
+    while want := racing.more_seeds(records, exp):
+        cells = [replace(c, seeds=want.get(c.key, c.seeds)) for c in cells]
+        todo = _longest_first([c for c in cells if c.key in want])
+        console.print(
+            Text(
+                f"racing: {len(todo)} cell(s) of contests still undecided get more seeds (up to {exp.seeds.most})",
+                style="cyan",
+            )
+        )
+        before = sum(len(r["seeds"]) for r in records)
+        failures += _train(exp, todo, len(todo), console, workers, cluster, loaded)
+        records = _finished(exp, cells)
+        if sum(len(r["seeds"]) for r in records) == before:  # every cell asked for failed: the race ends here
+            break
+    if failures:
+        console.print(
+            Text(f"{failures} cell(s) failed (see above); the finished cells are kept and reported", style="red")
+        )
+    return records
+
+
+def _finished(exp: Experiment, cells: list[Cell]) -> list[dict[str, Any]]:
+    return [r for r in (results.load_cell(exp.name, c) for c in cells) if r is not None]
+
+
+def _train(
+    exp: Experiment,
+    todo: list[Cell],
+    total: int,
+    console: Console,
+    workers: int | None,
+    cluster: dict[str, float] | None,
+    loaded: dict[str, data.LoadedDataset],
+) -> int:
+    """Train ``todo`` (of ``total`` cells in this round) where the run was asked to; return how many failed."""
+    if not todo:
+        return 0
     threads = f"{exp.training.threads} torch thread{'s' if exp.training.threads > 1 else ''} each"
     if cluster is not None:
         n = execution.ray_slots(exp, cluster, len(todo))
@@ -58,12 +99,5 @@ def _run_cells(
     else:
         n = execution.workers_for(exp, workers, len(todo))
         where = f"{n} worker(s), {threads}"
-    if todo:
-        console.print(Text(f"{len(todo)} cell(s) to train on {where}"))
-    failures = execution.execute(exp, todo, len(cells), n, console, loaded, cluster) if todo else 0
-    records = [r for r in (results.load_cell(exp.name, c) for c in cells) if r is not None]
-    if failures:
-        console.print(
-            Text(f"{failures} cell(s) failed (see above); the finished cells are kept and reported", style="red")
-        )
-    return records
+    console.print(Text(f"{len(todo)} cell(s) to train on {where}"))
+    return execution.execute(exp, todo, total, n, console, loaded, cluster)

@@ -102,7 +102,7 @@ def score_groups(
     known: pd.DataFrame | None = None,
     say: Callable[[str], None] = lambda msg: None,
 ) -> pd.DataFrame:
-    """Rows for each (backbone, dataset, budget) at seeds ``0 .. exp.seeds - 1``, taking those in ``known``
+    """Rows for each (backbone, dataset, budget) at seeds ``0 .. exp.seeds.min - 1``, taking those in ``known``
     (indexed by key) as they are. A dataset is loaded, and a backbone built, once."""
     device = pick_device(exp.training.device)
     loaded: dict[str, LoadedDataset] = {}
@@ -111,7 +111,7 @@ def score_groups(
         if name not in loaded:
             loaded[name] = data.DATASETS.get(name).load()
         ds, backbone, digest = loaded[name], None, None
-        for seed in range(exp.seeds):
+        for seed in range(exp.seeds.min):
             key = row_key(exp, bb, ds, budget, seed)
             if known is not None and key in known.index:
                 rows.append(known.loc[key].to_dict())

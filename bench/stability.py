@@ -4,10 +4,10 @@ Two runs of one matrix are compared cell by cell and verdict by verdict:
 
 - a cell *holds* when the second run's mean test accuracy lies inside the first run's 95 % interval of it
   (``stats.cells``), i.e. it moved by less than its own interval;
-- a verdict (the best strategy at a dataset and budget, and those not significantly worse, ``stats.verdicts``)
-  *holds* when each run's best strategy is among the other run's best or not significantly worse: the runs
-  may order two strategies that their seeds cannot tell apart differently, but never call one of them
-  significantly worse than the other's best.
+- a verdict (each strategy against the best of its dataset and budget: best, worse, equivalent or undecided,
+  ``stats.verdicts``) *holds* when both runs give it, or when one run calls the strategy the best and the other
+  does not call it worse: the runs may order two strategies that their seeds cannot tell apart differently, but
+  never call one of them worse than the other's best.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from bench import stats
+from bench import comparison, stats
 
 CELL = ["dataset", "backbone", "budget", "strategy"]
 
@@ -45,16 +46,21 @@ def records_in(folder: Path) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class Stability:
     cells: pd.DataFrame  # a row per cell both runs finished: both means, the first run's interval, ``holds``
-    verdicts: pd.DataFrame  # a row per (dataset, budget): both runs' best and top groups, ``holds``
+    verdicts: pd.DataFrame  # a row per (dataset, budget, strategy): both runs' verdicts, ``holds``
 
     @property
     def cells_holding(self) -> float:
         return float(self.cells.holds.mean()) if len(self.cells) else float("nan")
 
 
-def compare(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> Stability:
+def compare(
+    first: list[dict[str, Any]],
+    second: list[dict[str, Any]],
+    rope: float = stats.ROPE,
+    confidence: float = stats.CONFIDENCE,
+) -> Stability:
     """Cells and verdicts of ``second`` against ``first`` (cells only one run finished are left out)."""
-    a, b = stats.cells(first), stats.cells(second)
+    a, b = stats.cells(first, confidence), stats.cells(second, confidence)
     joined = a.merge(b, on=CELL, suffixes=("_first", "_second"))
     cells = pd.DataFrame(
         {
@@ -67,20 +73,21 @@ def compare(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> Stabil
         }
     )
     cells["holds"] = (cells.acc_second >= cells.ci_low) & (cells.acc_second <= cells.ci_high)
-    va, vb = stats.verdicts(first), stats.verdicts(second)
-    v = va.merge(vb, on=["dataset", "budget"], suffixes=("_first", "_second"))
+    va = stats.verdicts(stats.distinct(first), rope, confidence)
+    vb = stats.verdicts(stats.distinct(second), rope, confidence)
+    v = va.merge(vb, on=["dataset", "budget", "strategy"], suffixes=("_first", "_second"))
     verdicts = pd.DataFrame(
         {
             "dataset": v.dataset,
             "budget": v.budget,
-            "best_first": v.best_first,
-            "best_second": v.best_second,
-            "top_first": v.not_worse_first,
-            "top_second": v.not_worse_second,
+            "strategy": v.strategy,
+            "first": v.verdict_first,
+            "second": v.verdict_second,
         }
     )
-    verdicts["holds"] = [
-        bf in ts and bs in tf
-        for bf, bs, tf, ts in zip(v.best_first, v.best_second, v.not_worse_first, v.not_worse_second, strict=True)
+    best_and_open = [
+        stats.BEST in (f, s) and comparison.WORSE not in (f, s)
+        for f, s in zip(verdicts["first"], verdicts["second"], strict=True)
     ]
+    verdicts["holds"] = (verdicts["first"] == verdicts["second"]).to_numpy() | np.array(best_and_open, dtype=bool)
     return Stability(cells, verdicts)

@@ -1,14 +1,12 @@
-"""Statistics over finished cells: confidence intervals, paired gains over scratch with multiple-comparison
-corrections, ranks, win rates, the Friedman test with Nemenyi critical differences, per-dataset verdicts,
-rank correlations of transferability scores with realised accuracy, and data equivalence. Pure functions of
-result records, so they can be checked on constructed numbers.
+"""Statistics over finished cells: accuracies with intervals, verdicts against the best strategy and gains over
+scratch (paired over seeds and test examples, ``bench.comparison``), the matrix-wide aggregate, ranks, win rates,
+the Friedman test with Nemenyi critical differences, rank correlations of transferability scores with realised
+accuracy, and data equivalence. Pure functions of result records, so they can be checked on constructed numbers.
 
 A record is what the runner stores per cell: its tags (dataset, backbone, budget, strategy, ...) and
-``seeds``, a list of per-seed results with ``test_acc`` (and, from the real runner, ``confusion_matrix``).
-Seeds are paired: at the same dataset, budget and seed every strategy saw the same training examples.
-
-Accuracies are bounded, so their interval is a t-interval on the logit scale mapped back (``accuracy_ci95``);
-differences of accuracies (gains) keep the plain t-interval (``mean_ci95``).
+``seeds``, a list of per-seed results with ``test_acc``, ``predictions`` (per test example) and
+``confusion_matrix``. Seeds are paired: at the same dataset, budget and seed every strategy saw the same training
+examples, and every strategy of a dataset is tested on the same examples.
 """
 
 from __future__ import annotations
@@ -16,16 +14,19 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import stats
+
+from bench import comparison
 
 GROUP = ["dataset", "backbone", "budget"]
 ALPHA = 0.05
-# Where the test-set size is unknown, accuracies of exactly 0 or 1 are clamped this far inside before the logit
-LOGIT_CLAMP = 1e-6
+ROPE = 0.01  # the default region of practical equivalence (StatisticsConfig.rope): 1 point of accuracy
+CONFIDENCE = 0.95
 # Permutation tests enumerate every permutation up to this many, else draw PERMUTATIONS random ones
 EXACT_PERMUTATIONS = 5040  # 7!
 PERMUTATIONS = 2000
@@ -33,99 +34,10 @@ PERMUTATION_SEED = 0
 FEW_BACKBONES = "fewer than 3 backbones: no conclusion"
 
 
-def mean_ci95(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and the two ends of its plain 95 % t-interval (NaN ends for a single value).
-
-    For unbounded quantities and differences such as gains; accuracies use ``accuracy_ci95``.
-    """
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
-
-
-def accuracy_logits(values: Sequence[float], n_test: float | Sequence[float] | None = None) -> np.ndarray:
-    """Accuracies on the logit scale, finite even at 0 and 1.
-
-    With the test-set size n known (one for all values, or one per value), the empirical logit
-    logit((a * n + 0.5) / (n + 1)) of every value; otherwise the plain logit with a clamped to
-    [LOGIT_CLAMP, 1 - LOGIT_CLAMP].
-    """
-    a = np.asarray(values, dtype=float)
-    if n_test is None:
-        return special.logit(np.clip(a, LOGIT_CLAMP, 1 - LOGIT_CLAMP))
-    n = np.asarray(n_test, dtype=float)
-    return special.logit((a * n + 0.5) / (n + 1))
-
-
-def accuracy_ci95(values: Sequence[float], n_test: float | Sequence[float] | None = None) -> tuple[float, float, float]:
-    """Arithmetic mean of per-seed accuracies and a 95 % interval that stays within [0, 1].
-
-    The t-interval of the mean of ``accuracy_logits`` mapped back with the logistic function; a plain
-    t-interval of bounded values can leave [0, 1] with few seeds. NaN ends for a single value; the point
-    itself when every value is the same.
-    """
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    if np.ptp(x) == 0:
-        return float(x[0]), float(x[0]), float(x[0])  # exactly the value (the mean can be off by float noise)
-    _, low, high = mean_ci95(accuracy_logits(x, n_test))
-    return mean, float(special.expit(low)), float(special.expit(high))
-
-
 def n_test_examples(seed: dict[str, Any]) -> int | None:
     """The number of test examples behind a seed's accuracy: its confusion matrix's total, if recorded."""
     cm = seed.get("confusion_matrix")
     return int(np.sum(cm)) if cm else None
-
-
-def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error rate); NaN entries stay NaN and are not counted.
-
-    With the m real p-values sorted ascending, the i-th (from 0) is multiplied by m - i, capped at 1, and made
-    non-decreasing by a running maximum; rejecting where the result is below alpha controls the FWER at alpha.
-    """
-    p = np.asarray(p_values, dtype=float)
-    out = np.full(p.shape, np.nan)
-    real = np.flatnonzero(~np.isnan(p))
-    order = real[np.argsort(p[real], kind="stable")]
-    m = len(order)
-    out[order] = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
-    return out
-
-
-def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (false discovery rate); NaN entries stay NaN and are not counted.
-
-    With the m real p-values sorted ascending, the i-th (from 1) is multiplied by m / i, and made non-decreasing
-    by a running minimum from the largest down, capped at 1 (what ``scipy.stats.false_discovery_control`` does).
-    """
-    p = np.asarray(p_values, dtype=float)
-    out = np.full(p.shape, np.nan)
-    real = np.flatnonzero(~np.isnan(p))
-    order = real[np.argsort(p[real], kind="stable")]
-    m = len(order)
-    scaled = p[order] * m / np.arange(1, m + 1)
-    out[order] = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
-    return out
-
-
-def n_comparisons(p_values: Sequence[float]) -> int:
-    """How many comparisons a correction counts: the p-values that are not NaN."""
-    return int(np.count_nonzero(~np.isnan(np.asarray(p_values, dtype=float))))
-
-
-def paired_gain(treated: Sequence[float], baseline: Sequence[float]) -> dict[str, float]:
-    """Mean of the per-seed differences, its 95 % CI, and the paired t-test's two-sided p-value."""
-    a, b = np.asarray(treated, dtype=float), np.asarray(baseline, dtype=float)
-    gain, low, high = mean_ci95(a - b)
-    # identical differences (up to float noise) leave the t statistic undefined
-    p = float(stats.ttest_rel(a, b).pvalue) if len(a) > 1 and np.ptp(a - b) > 1e-12 else math.nan
-    return {"gain": gain, "gain_ci_low": low, "gain_ci_high": high, "p_value": p}
 
 
 def budget_per_class(record: dict[str, Any]) -> float:
@@ -177,13 +89,13 @@ def distinct(records: list[dict[str, Any]], copies: Collection[str] | None = Non
     return [r for r in records if r.get("cell_key") not in copies]
 
 
-def cells(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """A row per cell: mean, std and 95 % CI (``accuracy_ci95``) of test accuracy over seeds, and mean macro-F1."""
+def cells(records: list[dict[str, Any]], confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """A row per cell: mean test accuracy over its seeds and test examples, its interval counting both
+    (``comparison.accuracy``), the standard deviation of the seeds' accuracies, and mean macro-F1."""
     rows = []
     for r in records:
         accs = [s["test_acc"] for s in r["seeds"]]
-        sizes = [n_test_examples(s) for s in r["seeds"]]
-        mean, low, high = accuracy_ci95(accs, None if None in sizes else sizes)
+        mean, low, high = comparison.accuracy(comparison.correct([r]), confidence)
         rows.append(
             {
                 "modality": r["modality"],
@@ -203,56 +115,113 @@ def cells(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def gains_over_scratch(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Each strategy against scratch at the same backbone, dataset and budget, paired by seed.
-
-    ``p_value`` is the paired t-test's, ``p_holm`` and ``p_bh`` the same adjusted by Holm (family-wise) and
-    Benjamini-Hochberg (false discovery rate) across every row of the table (``n_comparisons`` of them; NaN
-    p-values are no comparison). ``negative_transfer`` marks a mean gain below zero (pretrained worse than
-    scratch); ``significant`` a Holm-adjusted p-value under 0.05.
-    """
-    key = lambda r: (r["dataset"], r["backbone"], str(r["budget"]))  # noqa: E731
-    scratch = {key(r): r for r in records if r["strategy"] == "scratch"}
-    rows = []
+def _by_group(records: list[dict[str, Any]], group: list[str]) -> dict[tuple, dict[str, list[dict[str, Any]]]]:
+    """The records by ``group`` (e.g. dataset and budget), then by strategy, in record order."""
+    out: dict[tuple, dict[str, list[dict[str, Any]]]] = {}
     for r in records:
-        base = scratch.get(key(r))
-        if r["strategy"] == "scratch" or base is None:
+        out.setdefault(tuple(str(r[k]) for k in group), {}).setdefault(r["strategy"], []).append(r)
+    return out
+
+
+BEST, SCRATCH = "best", "scratch"
+
+
+@dataclass(frozen=True)
+class Contest:
+    """One paired comparison the report makes: ``strategy`` against the best of its dataset and budget (``kind``
+    BEST, backbones pooled) or against scratch at its dataset, backbone and budget (``kind`` SCRATCH)."""
+
+    kind: str
+    group: dict[str, str]
+    strategy: str
+    reference: str
+    difference: comparison.Difference | None  # None: the two share no run
+    cell_keys: tuple[str, ...]  # both sides' cells: where more seeds go when racing
+
+
+def contests(records: list[dict[str, Any]], confidence: float = CONFIDENCE) -> list[Contest]:
+    """Every strategy against the best of its (dataset, budget), then every strategy against scratch at its
+    (dataset, backbone, budget). Pass records without copies (``distinct``): a copy is the same result."""
+    out = []
+    for kind, group in ((BEST, ["dataset", "budget"]), (SCRATCH, GROUP)):
+        for key, strategies in _by_group(records, group).items():
+            runs = {name: comparison.correct(cell) for name, cell in strategies.items()}
+            if kind == BEST:
+                reference = _best(runs, confidence)
+            elif SCRATCH in runs:
+                reference = SCRATCH
+            else:
+                continue
+            for name in runs:
+                if name != reference:
+                    out.append(
+                        Contest(
+                            kind,
+                            dict(zip(group, key, strict=True)),
+                            name,
+                            reference,
+                            comparison.difference(runs[name], runs[reference], confidence),
+                            tuple(r.get("cell_key", "") for r in strategies[name] + strategies[reference]),
+                        )
+                    )
+    return out
+
+
+def _best(runs: dict[str, dict[comparison.Run, dict[int, float]]], confidence: float) -> str:
+    """The strategy with the highest mean accuracy over its runs and test examples (ties: the first name)."""
+    means = {name: comparison.accuracy(r, confidence)[0] for name, r in runs.items()}
+    return min(means, key=lambda name: (-means[name], name))
+
+
+def gains_over_scratch(
+    records: list[dict[str, Any]], rope: float = ROPE, confidence: float = CONFIDENCE
+) -> pd.DataFrame:
+    """Each strategy against scratch at the same backbone, dataset and budget, paired by seed and test example.
+
+    ``gain`` is the difference in accuracy, ``gain_ci_low`` and ``gain_ci_high`` its interval over seeds and test
+    examples (``comparison.difference``), ``gain_verdict`` what that interval says against +-``rope``
+    (better, worse, equivalent, undecided), ``p_improve`` the share of (run, scratch run) pairs the strategy wins,
+    ``seeds`` the seeds both ran and ``n_test`` the test examples. ``negative_transfer``: the verdict is worse.
+    Pass records without copies (``distinct``).
+    """
+    rows = []
+    for c in contests(records, confidence):
+        if c.kind != SCRATCH or (d := c.difference) is None:
             continue
-        by_seed = {s["seed"]: s["test_acc"] for s in base["seeds"]}
-        seeds = [s for s in r["seeds"] if s["seed"] in by_seed]
-        g = paired_gain([s["test_acc"] for s in seeds], [by_seed[s["seed"]] for s in seeds])
+        verdict = d.verdict(rope)
         rows.append(
             {
-                "dataset": r["dataset"],
-                "backbone": r["backbone"],
-                "budget": str(r["budget"]),
-                "strategy": r["strategy"],
-                **g,
-                "negative_transfer": g["gain"] < 0,
+                **c.group,
+                "strategy": c.strategy,
+                "gain": d.diff,
+                "gain_ci_low": d.estimate.ci_low,
+                "gain_ci_high": d.estimate.ci_high,
+                "gain_verdict": verdict,
+                "p_improve": d.p_improve,
+                "seeds": d.estimate.seeds,
+                "n_test": d.estimate.n_test,
+                "negative_transfer": verdict == comparison.WORSE,
             }
         )
-    if not rows:
-        return pd.DataFrame(rows)
-    out = pd.DataFrame(rows)
-    out.insert(out.columns.get_loc("p_value") + 1, "p_holm", holm(out.p_value))
-    out.insert(out.columns.get_loc("p_holm") + 1, "p_bh", benjamini_hochberg(out.p_value))
-    out["significant"] = out.p_holm < ALPHA
-    return out
+    return pd.DataFrame(rows)
 
 
 PROBE = "feature_extraction"
 BELOW_PROBE_MARGIN = 0.05  # how far under the linear probe a strategy that trains more may end before it is flagged
 
 
-def below_probe(records: list[dict[str, Any]], margin: float = BELOW_PROBE_MARGIN) -> pd.DataFrame:
+def below_probe(
+    records: list[dict[str, Any]], margin: float = BELOW_PROBE_MARGIN, confidence: float = CONFIDENCE
+) -> pd.DataFrame:
     """Strategies whose mean test accuracy ends more than ``margin`` below the linear probe (``feature_extraction``)
     at the same backbone, dataset and budget, paired by seed, with what their runs measured to explain it.
 
-    Each row has the paired gap and its 95 % CI, both sides' median validation accuracy, the median optimiser steps
-    and step of the kept weights, and ``cause``: ``"still improving"`` when the runs kept their last step (the step
-    cap cut them short), ``"validation misled"`` when the kept weights validated at least as well as the probe (the
-    small validation set chose weights that do not generalise), ``"fixed schedule"`` when the budget left no hold-out
-    (the runs kept their last weights), else ``"fell after step b"``: training moved away from the probe's solution
+    Each row has the paired gap and its interval over seeds and test examples (``comparison.difference``), both
+    sides' median validation accuracy, the median optimiser steps and step of the kept weights, and ``cause``:
+    ``"still improving"`` when the runs kept their last step (the step cap cut them short), ``"validation
+    misled"`` when the kept weights validated at least as well as the probe (the small validation set chose
+    weights that do not generalise), ``"fixed schedule"`` when the budget left no hold-out (the runs kept their
+    last weights), else ``"fell after step b"``: training moved away from the probe's solution
     faster than it improved on it, and early stopping kept the best point it reached; ``"not recorded"`` for runs
     of a version that kept no steps.
     """
@@ -265,8 +234,8 @@ def below_probe(records: list[dict[str, Any]], margin: float = BELOW_PROBE_MARGI
             continue
         by_seed = {s["seed"]: s for s in probe["seeds"]}
         seeds = [s for s in r["seeds"] if s["seed"] in by_seed]
-        gap = paired_gain([s["test_acc"] for s in seeds], [by_seed[s["seed"]]["test_acc"] for s in seeds])
-        if not seeds or gap["gain"] >= -margin:
+        gap = comparison.difference(comparison.correct([r]), comparison.correct([probe]), confidence)
+        if not seeds or gap is None or gap.diff >= -margin:
             continue
         median = lambda k, ss=seeds: float(np.median([s.get(k, math.nan) for s in ss]))  # noqa: E731
         val, probe_val = median("val_acc"), median("val_acc", [by_seed[s["seed"]] for s in seeds])
@@ -287,9 +256,9 @@ def below_probe(records: list[dict[str, Any]], margin: float = BELOW_PROBE_MARGI
                 "backbone": r["backbone"],
                 "budget": str(r["budget"]),
                 "strategy": r["strategy"],
-                "gap": gap["gain"],
-                "gap_ci_low": gap["gain_ci_low"],
-                "gap_ci_high": gap["gain_ci_high"],
+                "gap": gap.diff,
+                "gap_ci_low": gap.estimate.ci_low,
+                "gap_ci_high": gap.estimate.ci_high,
                 "val_acc": val,
                 "probe_val_acc": probe_val,
                 "steps": steps,
@@ -308,61 +277,117 @@ def budget_order(budget: int | str) -> tuple[int, float, str]:
         return 1, math.inf, budget
 
 
-def verdicts(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """A row per (dataset, budget): the best strategy and those not significantly worse than it.
+def verdicts(records: list[dict[str, Any]], rope: float = ROPE, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """A row per (dataset, budget, strategy): how the strategy compares with the best of its dataset and budget.
 
-    Each strategy's accuracies there are one per (backbone, seed) pair. ``best`` has the highest mean of them
-    (ties: the first name in sorted order); ``best_mean``, ``best_ci_low`` and ``best_ci_high`` are its
-    ``accuracy_ci95`` over its ``pairs`` (backbone, seed) accuracies (with the test-set sizes where every seed
-    recorded a confusion matrix). Every other strategy is compared with the best by a paired t-test over the
-    (backbone, seed) pairs both have (``paired_gain``, two-sided); the p-values are Holm-adjusted within the
-    dataset and budget (``holm``; an undefined p-value, from fewer than 2 shared pairs or identical differences,
-    is no comparison). A strategy is significantly worse when its adjusted p-value is below 0.05 and its mean
-    paired difference from the best is negative; ``not_worse`` lists the best itself and every other strategy
-    that is not (adjusted p >= 0.05 or undefined), ``worse`` the rest, each by descending mean accuracy.
-    ``p_holm`` maps each other strategy to its adjusted p-value. Rows are sorted by dataset, then budget
-    (numeric budgets in numeric order, ``all`` last).
+    A strategy's runs there are its (backbone, seed) pairs. The best has the highest mean accuracy over its runs
+    and test examples (ties: the first name in sorted order) and the verdict ``best``; every other strategy is
+    compared with it over the runs and test examples both have (``contests``): ``diff`` (strategy minus best),
+    its interval ``ci_low``, ``ci_high``, ``p_improve`` (the share of run pairs it wins), and the verdict against
+    +-``rope``: ``worse``, ``equivalent`` or ``undecided`` (never better: it would be the best). ``acc``,
+    ``acc_ci_low`` and ``acc_ci_high`` are the strategy's own accuracy and interval; ``runs`` and ``n_test`` what
+    they count. Pass records without copies (``distinct``): a copy is the same result. Rows come by dataset, then
+    budget (numeric budgets in numeric order, ``all`` last), best first, then by accuracy.
     """
-    by_cell: dict[tuple[str, str], dict[str, dict[tuple[str, int], tuple[float, int | None]]]] = {}
-    for r in records:
-        runs = by_cell.setdefault((r["dataset"], str(r["budget"])), {}).setdefault(r["strategy"], {})
-        for s in r["seeds"]:
-            runs[(r["backbone"], s["seed"])] = (s["test_acc"], n_test_examples(s))
+    against = {
+        (c.group["dataset"], c.group["budget"], c.strategy): c for c in contests(records, confidence) if c.kind == BEST
+    }
     rows = []
-    for (dataset, budget), strategies in sorted(by_cell.items(), key=lambda kv: (kv[0][0], budget_order(kv[0][1]))):
-        means = {name: float(np.mean([a for a, _ in runs.values()])) for name, runs in strategies.items()}
-        order = sorted(means, key=lambda name: (-means[name], name))
-        best = order[0]
-        accs = [a for a, _ in strategies[best].values()]
-        sizes = [n for _, n in strategies[best].values()]
-        mean, low, high = accuracy_ci95(accs, None if None in sizes else sizes)
-        others = order[1:]
-        p, gain = [], []
-        for name in others:
-            shared = [pair for pair in strategies[name] if pair in strategies[best]]
-            g = {"p_value": math.nan, "gain": math.nan}
-            if shared:
-                g = paired_gain([strategies[name][k][0] for k in shared], [strategies[best][k][0] for k in shared])
-            p.append(g["p_value"])
-            gain.append(g["gain"])
-        adjusted = holm(p)
-        worse = [n for n, q, g in zip(others, adjusted, gain, strict=True) if q < ALPHA and g < 0]
+    for (dataset, budget), strategies in _by_group(records, ["dataset", "budget"]).items():
+        for name, cell in strategies.items():
+            runs = comparison.correct(cell)
+            mean, low, high = comparison.accuracy(runs, confidence)
+            c = against.get((dataset, budget, name))
+            d = c.difference if c is not None else None
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "budget": budget,
+                    "strategy": name,
+                    "verdict": BEST if c is None else (d.verdict(rope) if d else comparison.UNDECIDED),
+                    "diff": d.diff if d else (0.0 if c is None else math.nan),
+                    "ci_low": d.estimate.ci_low if d else math.nan,
+                    "ci_high": d.estimate.ci_high if d else math.nan,
+                    "p_improve": d.p_improve if d else math.nan,
+                    "acc": mean,
+                    "acc_ci_low": low,
+                    "acc_ci_high": high,
+                    "runs": len(runs),
+                    "n_test": len(comparison.shared(runs, runs)[1]),
+                    "best": name if c is None else c.reference,
+                }
+            )
+    out = pd.DataFrame(rows)
+    if not len(out):
+        return out
+    order = out.assign(_b=[budget_order(b) for b in out.budget], _first=out.verdict != BEST, _acc=-out.acc).sort_values(
+        ["dataset", "_b", "_first", "_acc", "strategy"], kind="stable"
+    )
+    return out.loc[order.index].reset_index(drop=True)
+
+
+def across_matrix(
+    records: list[dict[str, Any]], reference: str, rope: float = ROPE, confidence: float = CONFIDENCE
+) -> pd.DataFrame:
+    """Each strategy against ``reference`` averaged over the matrix, with an interval that respects its nesting.
+
+    The difference is averaged over each dataset's budgets, then over the datasets (each dataset counts once,
+    whatever its budgets). The budgets of a dataset are not independent results: they are tested on the same
+    examples, so an easy or hard test example moves all of them together. The variance therefore takes each
+    (dataset, budget)'s seed component (``comparison.components``) separately, and the test examples' component
+    once per dataset, from each example's difference averaged over that dataset's budgets and seeds; Satterthwaite
+    gives the degrees of freedom. A row per strategy: ``groups`` (dataset, budget) pairs, ``datasets``, ``diff``,
+    ``ci_low``, ``ci_high`` and the ``verdict`` against +-``rope``. The intervals speak for these datasets and
+    budgets, not for datasets at large: three datasets are too few for that.
+    """
+    by_dataset: dict[str, dict[str, list[np.ndarray]]] = {}
+    for (dataset, _budget), strategies in _by_group(records, ["dataset", "budget"]).items():
+        if reference not in strategies:
+            continue
+        base = comparison.correct(strategies[reference])
+        for name, cell in strategies.items():
+            runs = comparison.correct(cell)
+            keys, examples = comparison.shared(runs, base)
+            if name == reference or len(keys) < 2:
+                continue
+            d = comparison.table(runs, keys, examples) - comparison.table(base, keys, examples)
+            by_dataset.setdefault(name, {}).setdefault(dataset, []).append((d, examples))
+    rows = []
+    for name, datasets in by_dataset.items():
+        means, terms = [], []
+        for tables in datasets.values():
+            g = len(tables)
+            shared = sorted(set.intersection(*(set(ex) for _, ex in tables)))
+            means.append(float(np.mean([d.mean() for d, _ in tables])))
+            example_means = np.zeros(len(shared))
+            for d, examples in tables:
+                s = d.shape[0]
+                terms.append((comparison.components(d).seed / s / g**2, s - 1))
+                position = {e: i for i, e in enumerate(examples)}
+                example_means += d[:, [position[e] for e in shared]].mean(axis=0) / g
+            if len(shared) > 1:
+                terms.append((float(example_means.var(ddof=1)) / len(shared), len(shared) - 1))
+        k = len(means)
+        terms = [(v / k**2, dof) for v, dof in terms]
+        variance = sum(v for v, _ in terms)
+        spread = sum(v * v / dof for v, dof in terms if dof > 0)
+        dof = variance**2 / spread if spread > 0 else math.inf
+        mean = float(np.mean(means))
+        half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * math.sqrt(variance) if variance > 0 else 0.0
         rows.append(
             {
-                "dataset": dataset,
-                "budget": budget,
-                "best": best,
-                "best_mean": mean,
-                "best_ci_low": low,
-                "best_ci_high": high,
-                "pairs": len(accs),
-                "strategies": len(order),
-                "not_worse": [best] + [n for n in others if n not in worse],
-                "worse": worse,
-                "p_holm": dict(zip(others, (float(q) for q in adjusted), strict=True)),
+                "strategy": name,
+                "against": reference,
+                "groups": sum(len(t) for t in datasets.values()),
+                "datasets": k,
+                "diff": mean,
+                "ci_low": mean - half,
+                "ci_high": mean + half,
+                "verdict": comparison.verdict(mean - half, mean + half, rope),
             }
         )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    return out.sort_values("diff", ascending=False, kind="stable").reset_index(drop=True) if len(out) else out
 
 
 def ranks(table: pd.DataFrame) -> pd.DataFrame:

@@ -30,7 +30,7 @@ COMPARISONS = (
     "gain_over_scratch",
     "gain_ci_low",
     "gain_ci_high",
-    "p_holm",
+    "p_improve",
     "examples_per_class",
 )
 
@@ -126,7 +126,8 @@ class Tracker:
     def log_comparisons(self, summary: Any) -> None:
         """Each cell's row of the report's summary, as the ``COMPARISONS`` metrics of its parent run, where they are
         missing or changed: cells finish in any order, so gains are logged once both cells of a pair exist. With
-        them the runs table groups by strategy and charts accuracy, gain and p-value against the budget."""
+        them the runs table groups by strategy and charts accuracy, gain and probability of improvement against the
+        budget."""
         by_key = {run.data.tags.get("cell_key"): run for run in self._cell_runs()}
         for row in summary.itertuples():
             if (run := by_key.get(row.cell_key)) is not None:

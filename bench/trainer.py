@@ -173,7 +173,7 @@ class CellTrainer:
 
     def _batch_size(self, part: str) -> int:
         """The training batch size for training batches; at least ``EVAL_BATCH_SIZE`` for anything evaluated."""
-        size = self.exp.training.batch_size
+        size = self.exp.training_for(self.cell.dataset).batch_size
         return size if part == "train" else max(size, EVAL_BATCH_SIZE)
 
     def _probe(
@@ -230,7 +230,8 @@ class CellTrainer:
         """One training run: the result, the module that predicts (the head alone on cached features when the
         backbone is frozen) and the batches it reads."""
         split, fits, diagnostics = self.split(seed), [], {}
-        model = self.build_model(seed)
+        draws = seed + self.strategy.seed_offset  # initialisation and shuffling (the split follows ``seed``)
+        model = self.build_model(draws)
         self.strategy.before_fit(model, hp, self._probe(model, split, seed, fits))
         groups = [{**g, "params": list(g["params"])} for g in self.strategy.param_groups(model, hp)]
         if self.strategy.frozen_backbone:  # the backbone never changes: the head works on cached features
@@ -239,7 +240,7 @@ class CellTrainer:
             module, batches = model, self._input_batches(model, split)
         history = []
         if any(g["params"] for g in groups):
-            training = self.exp.training
+            training = self.exp.training_for(self.cell.dataset)
             n_train, bs = len(split.train), training.batch_size
             plan = schedule(
                 n_train,
@@ -273,7 +274,7 @@ class CellTrainer:
                 plan,
                 lr=hp["lr"],
                 weight_decay=hp["weight_decay"],
-                seed=seed,
+                seed=draws,
                 extra_loss=penalty(self.strategy, model, hp),
                 on_eval=on_eval,
                 diagnostics=diagnostics,

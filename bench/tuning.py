@@ -48,7 +48,7 @@ def open_study(cell: Cell, exp: Experiment) -> optuna.Study:
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
         # the resource is a trial's validations: at most training.evaluations are reported
         "hyperband": lambda: optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=exp.training.evaluations, reduction_factor=3
+            min_resource=1, max_resource=exp.training_for(cell.dataset).evaluations, reduction_factor=3
         ),
         "none": optuna.pruners.NopPruner,
     }

@@ -89,7 +89,7 @@ FIELDS: dict[str, tuple[dict, str]] = {
     "a huge bad value": ({"backbones": ["x" * 100_000]}, "(99920 more characters)"),
     "bad ray address": ({"cluster": {"ray": "nowhere"}}, "Ray address 'nowhere'"),
     "fractional GPUs above one": ({"cluster": {"gpus_trained": 1.5}}, "Ray shares a GPU only below 1"),
-    "negative seeds": ({"seeds": -1}, "seeds: Input should be greater than or equal to 1"),
+    "negative seeds": ({"seeds": -1}, "seeds.min: Input should be greater than or equal to 1"),
 }
 
 

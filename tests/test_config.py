@@ -13,7 +13,7 @@ from bench.cli import main
 BAD = {
     "unknown top-level key": ({"epochs": 3}, ["epochs", "belongs under 'training:'"]),
     "unknown nested key": ({"training": {"epoch": 3}}, ["training", "epoch", "did you mean 'epochs'"]),
-    "wrong type": ({"seeds": "three"}, ["seeds", "valid integer", "'three'"]),
+    "wrong type": ({"seeds": "three"}, ["seeds", "a number of seeds", "'three'"]),
     "out of range": ({"training": {"epochs": 0}}, ["training.epochs", "greater than or equal to 1"]),
     "unknown backbone": (
         {"backbones": ["mobilenetv2"]},

@@ -172,7 +172,7 @@ def test_the_defaults_cells_touch_their_budget_in_labels_and_never_a_test_exampl
     assert {c.budget for c in cells} == set(exp.budgets)
     for cell in cells:
         trainer = CellTrainer(cell, exp, ds)
-        for seed in range(exp.seeds):
+        for seed in range(exp.seeds.min):
             s = trainer.split(seed)
             assert s.labelled() == int(cell.budget) * len(ds.classes), (cell.run_name, seed, s.describe())
             touched = np.concatenate([s.train, s.val])

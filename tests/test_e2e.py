@@ -58,9 +58,17 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", commit) and re.fullmatch(r"[0-9a-f]{16}|none", lockfile)
     assert f"git commit {commit}, " in report
     records = [results.load_cell("tiny", c) for c in matrix.expand(config.load(path))]
-    best = stats.verdicts(records).best.iloc[0]
+    verdicts = stats.verdicts(records)
+    best = verdicts.best.iloc[0]
     page = (out / "report.html").read_text()
-    assert "<th>best strategy</th>" in page and f"<td>cifar10</td>\n<td>7</td>\n<td>{best}</td>" in page  # verdict
+    assert f"<td>cifar10</td>\n<td>7</td>\n<td>{best}</td>\n<td>best</td>" in page  # the verdict table
+    written = pd.read_csv(out / "verdicts.csv")
+    assert {"dataset", "budget", "strategy", "verdict", "diff", "ci_low", "ci_high", "p_improve"} <= set(written)
+    assert written.strategy.tolist() == verdicts.strategy.tolist() and written.verdict.iloc[0] == "best"
+    assert set(written.verdict) <= {"best", "worse", "equivalent", "undecided"}
+    gains = pd.read_csv(out / "gains.csv")
+    assert sorted(gains.strategy) == ["feature_extraction", "finetune"]
+    assert set(gains.gain_verdict) <= {"better", "worse", "equivalent", "undecided"}
     assert page.count('src="data:image/png;base64,') == report.count("![") >= 3 and "http" not in page
     assert (summary.examples_per_class == 7).all()
     # every label a cell touched is in its budget: the probe trains on all 7 per class, the others hold 3 out
@@ -82,6 +90,8 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         "report.md",
         "report.html",
         "summary.csv",
+        "verdicts.csv",
+        "gains.csv",
         "gain_heatmap.png",
         "accuracy_vs_budget.png",
         "ranks.png",
@@ -119,10 +129,10 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
             assert value == expected[name] or (math.isnan(value) and math.isnan(expected[name])), name
         assert m["test_acc_ci_low"] <= m["test_acc_mean"] <= m["test_acc_ci_high"] and m["examples_per_class"] == 7
         if parent["tags.strategy"] == "scratch":
-            assert m["gain_over_scratch"] == 0 and math.isnan(m["gain_ci_low"]) and math.isnan(m["p_holm"])
-        else:  # 2 seeds: an interval always; a p-value unless both seeds' differences are the same
+            assert m["gain_over_scratch"] == 0 and math.isnan(m["gain_ci_low"]) and math.isnan(m["p_improve"])
+        else:  # 2 seeds: an interval and a probability of improvement always
             assert m["gain_ci_low"] <= m["gain_over_scratch"] <= m["gain_ci_high"]
-            assert math.isnan(m["p_holm"]) or 0 <= m["p_holm"] <= 1
+            assert 0 <= m["p_improve"] <= 1
         assert parent["tags.env.git_commit"] == commit and parent["tags.env.lockfile"] == lockfile
     assert parents[parents["tags.strategy"] == "scratch"]["metrics.transfer.logme"].isna().all()
     for _, parent in parents.iterrows():

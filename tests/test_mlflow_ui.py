@@ -208,7 +208,8 @@ def test_runs_table_shows_the_cell_runs_and_their_metric_columns(ui, truth):
 def test_a_cell_runs_page_shows_its_metrics_and_values(ui, truth):
     run = truth["runs"]["cifar10/tiny_image/finetune/k7"]
     names = ("test_acc_mean", "test_acc_std", "test_macro_f1_mean", "gain_over_scratch")
-    metrics = {m: str(run.data.metrics[m]) for m in names}  # as the page prints them: the shortest round-trip repr
+    # as the page prints them: JavaScript's shortest round-trip repr (0 for 0.0)
+    metrics = {m: (lambda v: str(int(v)) if v.is_integer() else str(v))(run.data.metrics[m]) for m in names}
     page = dom(f"{ui}/#/experiments/{truth['experiment_id']}/runs/{run.info.run_id}?{ML}", *metrics.values())
     shown = texts(page)
     pairs = list(itertools.pairwise(shown))

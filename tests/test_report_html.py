@@ -63,7 +63,7 @@ def test_report_html_is_one_page_with_the_reports_tables_and_its_plots_inline(re
     assert page.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in page and "<style>" in page
     assert "http" not in page and "href=" not in page  # nothing to fetch, nowhere to go
     assert page.count("<table>") == text.count("\n|---") > 3
-    assert "<th>best strategy</th>" in page and "<td>feature_extraction</td>" in page
+    assert "<th>verdict</th>" in page and "<td>feature_extraction</td>\n<td>best</td>" in page
     assert "more than measured (&gt; 10)" in page  # text that looks like markup is escaped
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     sources = re.findall(r'<img alt="[^"]*" src="([^"]*)"', page)
@@ -88,10 +88,11 @@ def test_the_experiments_description_says_what_ran_the_best_strategies_and_where
     ):
         assert line in note
     verdicts = stats.verdicts(records)
-    assert verdicts.best.tolist() == ["feature_extraction", "feature_extraction"]
-    for budget, mean in zip(verdicts.budget, verdicts.best_mean, strict=True):
+    best = verdicts[verdicts.verdict == "best"]
+    assert best.strategy.tolist() == ["feature_extraction", "feature_extraction"]
+    for budget, mean in zip(best.budget, best.acc, strict=True):
         assert (
-            f"- cifar10, {budget} examples per class: **feature_extraction**, test accuracy {100 * mean:.1f} %" in note
+            f"- cifar10, {budget} examples per class: **feature_extraction**, test accuracy {100 * mean:.1f} " in note
         )
 
 

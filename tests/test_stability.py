@@ -43,7 +43,7 @@ def _write(folder, records):
 def test_a_cell_holds_when_the_second_mean_lies_in_the_first_interval():
     second = [
         _record("finetune", [0.61, 0.65, 0.63]),  # +1 point: inside finetune's interval
-        _record("l2sp", [0.62, 0.66, 0.64]),  # now ahead of finetune, but not significantly: the verdict holds
+        _record("l2sp", [0.63, 0.64, 0.66]),  # now ahead of finetune, but not significantly: the verdict holds
         _record("scratch", [0.30, 0.31, 0.32]),  # +10 points: outside its interval
         _record("finetune", [0.81, 0.82, 0.83], budget=100),
         _record("scratch", [0.31, 0.30, 0.32], budget=100),
@@ -59,9 +59,11 @@ def test_a_cell_holds_when_the_second_mean_lies_in_the_first_interval():
     }
     assert found.cells_holding == pytest.approx(0.8)
     assert by_cell.loc[("10", "scratch"), "moved"] == pytest.approx(0.1)
-    verdicts = found.verdicts.set_index("budget")
-    assert verdicts.loc["10", "best_first"] == "finetune" and verdicts.loc["10", "best_second"] == "l2sp"
-    assert verdicts.holds.all()
+    verdicts = found.verdicts.set_index(["budget", "strategy"])
+    assert tuple(verdicts.loc[("10", "finetune"), ["first", "second"]]) == ("best", "undecided")
+    assert tuple(verdicts.loc[("10", "l2sp"), ["first", "second"]]) == ("undecided", "best")
+    assert verdicts.loc[("10", "scratch"), "first"] == "worse"
+    assert verdicts.holds.all() and len(verdicts) == 5
 
 
 def test_a_verdict_breaks_when_one_runs_best_is_significantly_worse_in_the_other():
@@ -72,8 +74,9 @@ def test_a_verdict_breaks_when_one_runs_best_is_significantly_worse_in_the_other
     ]
     found = stability.compare(FIRST, second)
     assert len(found.cells) == 3  # the budget only the first run finished is left out
-    verdict = found.verdicts.set_index("budget").loc["10"]
-    assert verdict.best_second == "l2sp" and "finetune" not in verdict.top_second and not verdict.holds
+    verdict = found.verdicts.set_index(["budget", "strategy"]).loc[("10", "finetune")]
+    assert (verdict["first"], verdict["second"]) == ("best", "worse") and not verdict.holds
+    assert found.verdicts.holds.sum() == 2  # l2sp (undecided, then best) and scratch (worse in both)
 
 
 def test_bench_stability_prints_the_figures_and_what_moved(tmp_path, capsys):
@@ -82,7 +85,7 @@ def test_bench_stability_prints_the_figures_and_what_moved(tmp_path, capsys):
     code = cli.main(["stability", str(_write(tmp_path / "a", FIRST)), str(_write(tmp_path / "b", second))])
     out = capsys.readouterr().out
     assert code == 0
-    assert "4 of 5 cells (80 %) hold" in out and "2 of 2 verdicts hold" in out
+    assert "4 of 5 cells (80 %) hold" in out and "5 of 5 verdicts hold (5 the same word)" in out
     assert "+10.0" in out and "21.0 [" in out  # the cell that moved, with the first run's interval
 
 

@@ -72,7 +72,7 @@ def work(
                             if (interrupt := tracker.stopped(train)) is not None:
                                 # its runs are ended before the claim goes, for whoever waits for it; and a run
                                 # the interrupt cut off while MLflow was starting it, which only the store knows
-                                tracker.end_orphans(cell, set(results.saved_seeds(exp.name, cell, exp.seeds)))
+                                tracker.end_orphans(cell, set(results.saved_seeds(exp.name, cell, cell.seeds)))
                                 raise interrupt
                     finally:
                         claims.release(cell.key)

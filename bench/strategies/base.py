@@ -53,6 +53,8 @@ class Strategy:
       linear probe), which then trains on the whole budget.
     - ``batchnorm``: "train" or "frozen" to override ``training.batchnorm`` for this strategy (LP-FT keeps the
       statistics its probe was fit under); None follows the experiment.
+    - ``seed_offset``: added to the seed for initialisation and shuffling, never for the split: a replicate of a
+      strategy under another name trains on the same examples with other random draws (an A/A run).
 
     One instance serves every trial and final seed of a cell, one training run after another: state kept in
     ``param_groups`` belongs to the current run. The loop reads ``hp["lr"]`` and ``hp["weight_decay"]``, so
@@ -66,6 +68,7 @@ class Strategy:
     step_scale: ClassVar[int] = 1
     holds_out: ClassVar[bool] = True
     batchnorm: ClassVar[str | None] = None
+    seed_offset: ClassVar[int] = 0
     defaults: ClassVar[Hyperparameters] = {"lr": FINE_TUNING_LR, "weight_decay": 1e-4}
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:
