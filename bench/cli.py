@@ -323,7 +323,7 @@ def _report(exp, console: Console) -> int:
             exp.name, records, sum(r["seconds"] for r in records), rows, exp.statistics.rope, exp.statistics.confidence
         )
         page = report.with_suffix(".html")
-        tables = [report.parent / name for name in ("summary.csv", "verdicts.csv", "gains.csv")]
+        tables = [report.parent / name for name in ("summary.csv", "verdicts.csv", "gains.csv", "probe.csv")]
         files = sorted(report.parent.glob("*.png")) + [report, page, *tables]
         tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
         tracker.log_comparisons(summary)

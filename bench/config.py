@@ -429,6 +429,9 @@ class Experiment(_Strict):
 
     @model_validator(mode="after")
     def _dataset_training_is_training(self) -> Experiment:
+        names = [ds.name for ds in self.datasets]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"dataset '{twice[0]}' is listed twice; list it once, with its own training settings")
         for ds in self.datasets:
             for key in ds.training or {}:
                 if key in ("device", "threads"):

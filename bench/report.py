@@ -390,6 +390,40 @@ def _verdicts(v: pd.DataFrame, rope: float, confidence: float) -> list[str]:
     ]
 
 
+def _against_probe(probe: pd.DataFrame, rope: float, confidence: float) -> list[str]:
+    """Every strategy that trains more than the probe against it, cell by cell (``stats.against``)."""
+    if not len(probe):
+        return []
+    level = f"{100 * confidence:g} %"
+    rows = probe[probe.strategy != stats.SCRATCH]
+    table = pd.DataFrame(
+        {
+            "dataset": rows.dataset,
+            "backbone": rows.backbone,
+            "budget": rows.budget,
+            "strategy": rows.strategy,
+            f"vs probe (pts) [{level}]": [
+                _interval(d, lo, hi, signed=True)
+                for d, lo, hi in zip(rows["diff"], rows.ci_low, rows.ci_high, strict=True)
+            ],
+            "verdict": rows.verdict,
+            "P(run wins)": rows.p_improve.map(_p),
+            "seeds": rows.seeds,
+        }
+    )
+    return [
+        "## Against the linear probe",
+        "",
+        f"Does training more than a linear probe on frozen features pay? Every strategy against `{stats.PROBE}` on "
+        "the same cell, paired by seed and test example, with the verdicts read as above (probe.csv has them).",
+        "",
+        _verdict_counts(rows.verdict, "comparisons with the probe"),
+        "",
+        _md_table(table),
+        "",
+    ]
+
+
 def _across_matrix(results: list[dict[str, Any]], rope: float, confidence: float) -> list[str]:
     """Each strategy against the linear probe and against scratch over the matrix (``stats.across_matrix``)."""
     level = f"{100 * confidence:g} %"
@@ -601,8 +635,8 @@ def write_report(
     rope: float = stats.ROPE,
     confidence: float = stats.CONFIDENCE,
 ) -> tuple[Path, pd.DataFrame]:
-    """Write summary.csv, verdicts.csv, gains.csv, report.md, the plots and report.html into results/<experiment>/;
-    return report.md's path and the summary.
+    """Write summary.csv, verdicts.csv, gains.csv, probe.csv, report.md, the plots and report.html into
+    results/<experiment>/; return report.md's path and the summary.
 
     ``scores`` are the transferability rows of ``bench.scores`` (none: the report says so); ``rope`` and
     ``confidence`` decide the verdicts (the experiment's ``statistics``)."""
@@ -617,6 +651,8 @@ def write_report(
     verdicts.to_csv(out / "verdicts.csv", index=False, float_format="%.4f")
     gains = stats.gains_over_scratch(results, rope, confidence)
     gains.to_csv(out / "gains.csv", index=False, float_format="%.4f")
+    probe = stats.against(results, stats.PROBE, rope, confidence)
+    probe.to_csv(out / "probe.csv", index=False, float_format="%.4f")
     ranks = stats.ranks(stats.cells(results))
     figures = {
         "accuracy_vs_budget.png": plots.accuracy_curves(table, out / "accuracy_vs_budget.png"),
@@ -700,6 +736,7 @@ def write_report(
         "",
         *_labels(records, summary),
         *_verdicts(verdicts, rope, confidence),
+        *_against_probe(probe, rope, confidence),
         *_across_matrix(results, rope, confidence),
         *cd_lines,
         "## Gain over scratch",

@@ -139,17 +139,20 @@ class Contest:
     cell_keys: tuple[str, ...]  # both sides' cells: where more seeds go when racing
 
 
-def contests(records: list[dict[str, Any]], confidence: float = CONFIDENCE) -> list[Contest]:
-    """Every strategy against the best of its (dataset, budget), then every strategy against scratch at its
-    (dataset, backbone, budget). Pass records without copies (``distinct``): a copy is the same result."""
+def contests(
+    records: list[dict[str, Any]], confidence: float = CONFIDENCE, references: tuple[str, ...] = (SCRATCH,)
+) -> list[Contest]:
+    """Every strategy against the best of its (dataset, budget), then against each of ``references`` (scratch,
+    the probe) at its (dataset, backbone, budget). Pass records without copies (``distinct``): a copy is the same
+    result."""
     out = []
-    for kind, group in ((BEST, ["dataset", "budget"]), (SCRATCH, GROUP)):
+    for kind, group in ((BEST, ["dataset", "budget"]), *((r, GROUP) for r in references)):
         for key, strategies in _by_group(records, group).items():
             runs = {name: comparison.correct(cell) for name, cell in strategies.items()}
             if kind == BEST:
                 reference = _best(runs, confidence)
-            elif SCRATCH in runs:
-                reference = SCRATCH
+            elif kind in runs:
+                reference = kind
             else:
                 continue
             for name in runs:
@@ -173,37 +176,46 @@ def _best(runs: dict[str, dict[comparison.Run, dict[int, float]]], confidence: f
     return min(means, key=lambda name: (-means[name], name))
 
 
-def gains_over_scratch(
-    records: list[dict[str, Any]], rope: float = ROPE, confidence: float = CONFIDENCE
+def against(
+    records: list[dict[str, Any]], reference: str, rope: float = ROPE, confidence: float = CONFIDENCE
 ) -> pd.DataFrame:
-    """Each strategy against scratch at the same backbone, dataset and budget, paired by seed and test example.
-
-    ``gain`` is the difference in accuracy, ``gain_ci_low`` and ``gain_ci_high`` its interval over seeds and test
-    examples (``comparison.difference``), ``gain_verdict`` what that interval says against +-``rope``
-    (better, worse, equivalent, undecided), ``p_improve`` the share of (run, scratch run) pairs the strategy wins,
-    ``seeds`` the seeds both ran and ``n_test`` the test examples. ``negative_transfer``: the verdict is worse.
-    Pass records without copies (``distinct``).
-    """
+    """Each strategy against ``reference`` (``scratch``, the probe) at the same backbone, dataset and budget,
+    paired by seed and test example: ``diff``, its interval ``ci_low``, ``ci_high`` over seeds and test examples
+    (``comparison.difference``), the ``verdict`` against +-``rope`` (better, worse, equivalent, undecided),
+    ``p_improve`` (the share of run pairs the strategy wins), the ``seeds`` both ran and ``n_test``. Pass records
+    without copies (``distinct``)."""
     rows = []
-    for c in contests(records, confidence):
-        if c.kind != SCRATCH or (d := c.difference) is None:
+    for c in contests(records, confidence, (reference,)):
+        if c.kind != reference or (d := c.difference) is None:
             continue
-        verdict = d.verdict(rope)
         rows.append(
             {
                 **c.group,
                 "strategy": c.strategy,
-                "gain": d.diff,
-                "gain_ci_low": d.estimate.ci_low,
-                "gain_ci_high": d.estimate.ci_high,
-                "gain_verdict": verdict,
+                "diff": d.diff,
+                "ci_low": d.estimate.ci_low,
+                "ci_high": d.estimate.ci_high,
+                "verdict": d.verdict(rope),
                 "p_improve": d.p_improve,
                 "seeds": d.estimate.seeds,
                 "n_test": d.estimate.n_test,
-                "negative_transfer": verdict == comparison.WORSE,
             }
         )
     return pd.DataFrame(rows)
+
+
+def gains_over_scratch(
+    records: list[dict[str, Any]], rope: float = ROPE, confidence: float = CONFIDENCE
+) -> pd.DataFrame:
+    """``against`` scratch, as gains: ``gain``, ``gain_ci_low``, ``gain_ci_high``, ``gain_verdict``, ``p_improve``,
+    ``seeds``, ``n_test``, and ``negative_transfer`` where the verdict is worse."""
+    out = against(records, SCRATCH, rope, confidence)
+    if not len(out):
+        return out
+    out = out.rename(
+        columns={"diff": "gain", "ci_low": "gain_ci_low", "ci_high": "gain_ci_high", "verdict": "gain_verdict"}
+    )
+    return out.assign(negative_transfer=out.gain_verdict == comparison.WORSE)
 
 
 PROBE = "feature_extraction"

@@ -78,6 +78,7 @@ def sampler(exp: Experiment, done: int) -> optuna.samplers.TPESampler:
 def defaults(trainer: CellTrainer) -> Hyperparameters:
     """The strategy's documented starting point as the full hyperparameters its search space returns, as trial 0
     of a study would get them: a suggestion without a default is drawn by the experiment's seeded sampler."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line for a study never stored
     study = optuna.create_study(sampler=sampler(trainer.exp, 0))  # in memory: nothing is stored
     study.enqueue_trial(trainer.strategy.defaults)
     return trainer.strategy.search_space(study.ask())

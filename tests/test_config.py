@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import tiny_experiment
 
+from bench import config, matrix
 from bench.cli import main
 
 BAD = {
@@ -89,3 +91,48 @@ def test_dry_run_prints_the_matrix_without_training(tmp_path, capsys, results_ro
     assert "6 cells" in out and "4 Optuna trials" in out and "16 training runs" in out
     assert out.count("│ to run") == 6
     assert not (results_root / "mlflow.db").exists()
+
+
+def test_a_dataset_carries_its_own_training_settings_and_they_are_checked():
+    spec = {
+        "name": "x",
+        "backbones": ["tiny_image"],
+        "datasets": [{"name": "cifar10", "training": {"max_steps": 200}}],
+        "strategies": ["finetune"],
+        "budgets": [5],
+        "training": {"epochs": 4, "max_steps": 80, "patience": 2},
+    }
+    exp = config.parse(spec)
+    assert exp.training_for("cifar10").max_steps == 200 and exp.training_for("cifar10").patience == 2
+    assert exp.training.max_steps == 80
+    plain = config.parse({**spec, "datasets": ["cifar10"]})
+    assert matrix.expand(exp)[0].key != matrix.expand(plain)[0].key  # its settings decide its cells
+    for training, words in [
+        ({"max_step": 2}, "unknown key 'max_step' (did you mean 'max_steps'?)"),
+        ({"threads": 2}, "training.threads is the experiment's"),
+        ({"max_steps": 5}, "min_steps (20) is above max_steps (5)"),
+    ]:
+        bad = {**spec, "datasets": [{"name": "cifar10", "training": training}], "training": {"min_steps": 20}}
+        with pytest.raises(config.ConfigError, match=re.escape(words)):
+            config.parse(bad)
+    twice = {**spec, "datasets": ["cifar10", {"name": "cifar10", "training": {"epochs": 2}}]}
+    with pytest.raises(config.ConfigError, match="listed twice"):
+        config.parse(twice)
+
+
+def test_seeds_take_a_number_or_a_race():
+    spec = {
+        "name": "x",
+        "backbones": ["tiny_image"],
+        "datasets": ["cifar10"],
+        "strategies": ["finetune"],
+        "budgets": [5],
+    }
+    plain = config.parse({**spec, "seeds": 4}).seeds
+    assert (plain.min, plain.most, plain.races) == (4, 4, False)
+    race = config.parse({**spec, "seeds": {"min": 3, "max": 10}}).seeds
+    assert (race.min, race.most, race.races) == (3, 10, True)
+    with pytest.raises(config.ConfigError, match=re.escape("seeds.max (2) is below seeds.min (3)")):
+        config.parse({**spec, "seeds": {"min": 3, "max": 2}})
+    with pytest.raises(config.ConfigError, match="did you mean 'max'"):
+        config.parse({**spec, "seeds": {"min": 3, "mx": 5}})

@@ -69,6 +69,8 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
     gains = pd.read_csv(out / "gains.csv")
     assert sorted(gains.strategy) == ["feature_extraction", "finetune"]
     assert set(gains.gain_verdict) <= {"better", "worse", "equivalent", "undecided"}
+    probe = pd.read_csv(out / "probe.csv")
+    assert sorted(probe.strategy) == ["finetune", "scratch"] and "## Against the linear probe" in report
     assert page.count('src="data:image/png;base64,') == report.count("![") >= 3 and "http" not in page
     assert (summary.examples_per_class == 7).all()
     # every label a cell touched is in its budget: the probe trains on all 7 per class, the others hold 3 out
@@ -92,6 +94,7 @@ def test_smoke_matrix_end_to_end_then_resume(tmp_path, results_root, capsys):
         "summary.csv",
         "verdicts.csv",
         "gains.csv",
+        "probe.csv",
         "gain_heatmap.png",
         "accuracy_vs_budget.png",
         "ranks.png",

@@ -66,6 +66,10 @@ def test_gains_pair_by_seed_and_test_example_and_give_verdicts():
     assert g.loc["l2sp", "gain_verdict"] == "worse" and g.loc["l2sp", "negative_transfer"]
     assert (g.seeds == 3).all() and (g.n_test == 300).all()
     assert (g.gain_ci_low < g.gain).all() and (g.gain < g.gain_ci_high).all()
+    # the same comparison against any other strategy: finetune as the reference
+    against = stats.against(records, "finetune").set_index("strategy")
+    assert set(against.index) == {"scratch", "l2sp"} and (against.verdict == "worse").all()
+    assert against.loc["scratch", "diff"] == pytest.approx(-g.loc["finetune", "gain"])
 
 
 def test_identical_differences_at_every_seed_still_have_the_test_examples_error():
