@@ -175,7 +175,11 @@ def difference(a: dict[Run, dict[int, float]], b: dict[Run, dict[int, float]], c
     keys, examples = shared(a, b)
     if not examples:
         return None
-    ta, tb = table(a, keys, examples), table(b, keys, examples)
+    return difference_of(table(a, keys, examples), table(b, keys, examples), confidence)
+
+
+def difference_of(ta: np.ndarray, tb: np.ndarray, confidence: float) -> Difference:
+    """a minus b from their (runs x examples) tables, paired row by row and column by column."""
     acc_a, acc_b = ta.mean(axis=1), tb.mean(axis=1)
     # rliable's probability of improvement: the Mann-Whitney U statistic over the two sets of run accuracies
     u = stats.mannwhitneyu(acc_a, acc_b).statistic

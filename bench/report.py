@@ -485,8 +485,7 @@ def _below_probe_lines(records: list[dict[str, Any]]) -> list[str]:
             "budget": below.budget,
             "strategy": below.strategy,
             "gap (pts) [95 % CI]": [
-                f"{100 * g:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-                for g, lo, hi in zip(below.gap, below.gap_ci_low, below.gap_ci_high, strict=True)
+                _interval(*x, signed=True) for x in zip(below.gap, below.gap_ci_low, below.gap_ci_high, strict=True)
             ],
             "val acc % (probe's)": [
                 f"{'no hold-out' if pd.isna(v) else _pct(v)} ({_pct(p)})"
@@ -653,7 +652,8 @@ def write_report(
     gains.to_csv(out / "gains.csv", index=False, float_format="%.4f")
     probe = stats.against(results, stats.PROBE, rope, confidence)
     probe.to_csv(out / "probe.csv", index=False, float_format="%.4f")
-    ranks = stats.ranks(stats.cells(results))
+    distinct_cells = stats.cells(results, confidence)  # ranks and the Friedman test count a copy once
+    ranks = stats.ranks(distinct_cells)
     figures = {
         "accuracy_vs_budget.png": plots.accuracy_curves(table, out / "accuracy_vs_budget.png"),
         "ranks.png": plots.rank_bars(ranks, out / "ranks.png"),
@@ -663,7 +663,7 @@ def write_report(
     spent = compute(records)
     if len(spent):
         figures["accuracy_vs_compute.png"] = plots.accuracy_vs_compute(spent, out / "accuracy_vs_compute.png")
-    cd_lines, cd_figure = _critical_difference(stats.cells(results), out)
+    cd_lines, cd_figure = _critical_difference(distinct_cells, out)
     transfer_lines, transfer_figures = _transferability(scores, table, out)
     figures |= cd_figure | transfer_figures
     for stale in set(out.glob("*.png")) - set(figures.values()):  # plots an earlier report drew and this one does not
@@ -680,9 +680,7 @@ def write_report(
             ],
             "macro-F1 %": summary.test_macro_f1_mean.map(_pct),
             "gain (pts) [95 % CI]": [
-                "baseline"
-                if s == "scratch"
-                else ("" if pd.isna(g) else f"{100 * g:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+                "baseline" if s == "scratch" else _interval(g, lo, hi, signed=True)
                 for s, g, lo, hi in zip(
                     summary.strategy, summary.gain_over_scratch, summary.gain_ci_low, summary.gain_ci_high, strict=True
                 )

@@ -140,13 +140,14 @@ class Contest:
 
 
 def contests(
-    records: list[dict[str, Any]], confidence: float = CONFIDENCE, references: tuple[str, ...] = (SCRATCH,)
+    records: list[dict[str, Any]], confidence: float = CONFIDENCE, kinds: tuple[str, ...] = (BEST, SCRATCH)
 ) -> list[Contest]:
-    """Every strategy against the best of its (dataset, budget), then against each of ``references`` (scratch,
-    the probe) at its (dataset, backbone, budget). Pass records without copies (``distinct``): a copy is the same
-    result."""
+    """Every strategy against each of ``kinds``: BEST, the best of its (dataset, budget); or a strategy's name
+    (scratch, the probe), that strategy at its (dataset, backbone, budget). Pass records without copies
+    (``distinct``): a copy is the same result."""
     out = []
-    for kind, group in ((BEST, ["dataset", "budget"]), *((r, GROUP) for r in references)):
+    for kind in kinds:
+        group = ["dataset", "budget"] if kind == BEST else GROUP
         for key, strategies in _by_group(records, group).items():
             runs = {name: comparison.correct(cell) for name, cell in strategies.items()}
             if kind == BEST:
@@ -186,7 +187,7 @@ def against(
     without copies (``distinct``)."""
     rows = []
     for c in contests(records, confidence, (reference,)):
-        if c.kind != reference or (d := c.difference) is None:
+        if (d := c.difference) is None:
             continue
         rows.append(
             {
@@ -301,9 +302,7 @@ def verdicts(records: list[dict[str, Any]], rope: float = ROPE, confidence: floa
     they count. Pass records without copies (``distinct``): a copy is the same result. Rows come by dataset, then
     budget (numeric budgets in numeric order, ``all`` last), best first, then by accuracy.
     """
-    against = {
-        (c.group["dataset"], c.group["budget"], c.strategy): c for c in contests(records, confidence) if c.kind == BEST
-    }
+    against = {(c.group["dataset"], c.group["budget"], c.strategy): c for c in contests(records, confidence, (BEST,))}
     rows = []
     for (dataset, budget), strategies in _by_group(records, ["dataset", "budget"]).items():
         for name, cell in strategies.items():

@@ -80,7 +80,7 @@ def race(
             while len(a) < want:
                 a.append(_run(rng, noise, BASE_LOGIT + shift, difficulty))
                 b.append(_run(rng, noise, BASE_LOGIT, difficulty))
-            d = _difference(np.array(a), np.array(b), confidence)
+            d = comparison.difference_of(np.array(a), np.array(b), confidence)
             verdict = d.verdict(rope)
             more = d.seeds_to_decide(seeds[1], rope, confidence) if verdict == comparison.UNDECIDED else None
             if more is None:
@@ -95,12 +95,6 @@ def _run(rng: np.random.Generator, noise: Noise, logit: float, difficulty: np.nd
     """One run's test correctness: its own effect on the logit, then a coin per example."""
     p = special.expit(logit + rng.normal(0, noise.run_sd) + difficulty)
     return (rng.random(noise.examples) < p).astype(float)
-
-
-def _difference(a: np.ndarray, b: np.ndarray, confidence: float) -> comparison.Difference:
-    """What ``comparison.difference`` computes, from the tables directly."""
-    u = stats.mannwhitneyu(a.mean(axis=1), b.mean(axis=1)).statistic / (len(a) * len(b))
-    return comparison.Difference(comparison.estimate(a - b, confidence), float(u))
 
 
 def bootstrap_verdicts(
