@@ -16,6 +16,26 @@ from bench.strategies import (  # noqa: F401  (register the built-ins)
     partial,
     scratch,
 )
-from bench.strategies.base import STRATEGIES, Hyperparameters, Step, Strategy, get_strategy, register_strategy
+from bench.strategies.base import (
+    STRATEGIES,
+    Hyperparameters,
+    Role,
+    Step,
+    Strategy,
+    baselines,
+    get_strategy,
+    register_strategy,
+    role_of,
+)
 
-__all__ = ["STRATEGIES", "Hyperparameters", "Step", "Strategy", "get_strategy", "register_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "Hyperparameters",
+    "Role",
+    "Step",
+    "Strategy",
+    "baselines",
+    "get_strategy",
+    "register_strategy",
+    "role_of",
+]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import importlib.metadata
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar
 
 import optuna
@@ -28,6 +29,15 @@ Hyperparameters = dict[str, Any]
 FINE_TUNING_LR = 6e-4
 
 
+class Role(enum.Enum):
+    """What a strategy is to the analysis. Statistics, report, plots and scores ask for a role, never a name: a
+    researcher who brings a baseline of their own declares its role and every comparison follows."""
+
+    STRATEGY = "strategy"  # an ordinary strategy: compared with the best, with scratch and with the probe
+    SCRATCH = "from scratch"  # the baseline without pretraining: gains over it measure what pretraining buys
+    PROBE = "linear probe"  # the baseline on frozen features: fine-tuning has to beat it
+
+
 class Strategy:
     """Base class of every strategy. Subclass it, set ``name`` and ``description``, override what differs.
 
@@ -46,6 +56,8 @@ class Strategy:
       and before the backward pass. ``step`` (a ``Step``) holds the batch, the backbone's features of it (in
       the graph), the logits, the labels and the step number: enough for weight penalties (L2-SP) and for
       activation penalties (BSS, DELTA). An ``extra_loss(model, hp)`` of two arguments still works.
+    - ``role``: ``Role.SCRATCH`` or ``Role.PROBE`` for the baselines the analysis compares every strategy with;
+      ``Role.STRATEGY`` (the default) for the rest. An experiment holds at most one strategy of each baseline role.
     - ``pretrained``: start from pretrained weights (``scratch`` does not).
     - ``frozen_backbone``: the backbone never trains, so the head works on cached features (probe and loop).
     - ``step_scale``: runs take this many times the configured steps (and cap): ``scratch`` starts from random
@@ -65,6 +77,7 @@ class Strategy:
 
     name: ClassVar[str]
     description: ClassVar[str]
+    role: ClassVar[Role] = Role.STRATEGY
     pretrained: ClassVar[bool] = True
     frozen_backbone: ClassVar[bool] = False
     step_scale: ClassVar[int] = 1
@@ -130,3 +143,25 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
 
 def get_strategy(name: str) -> Strategy:
     return STRATEGIES.get(name)()
+
+
+def role_of(name: str) -> Role:
+    """The role of the strategy called ``name``; results of a strategy no longer installed count as ordinary."""
+    return STRATEGIES.get(name).role if name in STRATEGIES else Role.STRATEGY
+
+
+def baselines(names: Collection[str]) -> dict[Role, str]:
+    """The baseline roles among the strategies ``names`` (of one experiment or one result set), each with the name
+    playing it. Two strategies claiming one baseline role leave the comparisons undefined: a ``ValueError`` says so."""
+    found: dict[Role, str] = {}
+    for name in sorted(names):
+        role = role_of(name)
+        if role is Role.STRATEGY:
+            continue
+        if role in found:
+            raise ValueError(
+                f"strategies '{found[role]}' and '{name}' both have the role {role.value!r}: keep one of them in the "
+                "experiment's strategies (every strategy is compared with the one baseline of each role)"
+            )
+        found[role] = name
+    return found

@@ -16,12 +16,13 @@ from typing import Any
 import optuna
 
 from bench.backbones.base import Classifier
-from bench.strategies.base import Hyperparameters, Strategy, register_strategy
+from bench.strategies.base import Hyperparameters, Role, Strategy, register_strategy
 
 
 @register_strategy
 class FeatureExtraction(Strategy):
     name = "feature_extraction"
+    role = Role.PROBE
     description = "frozen pretrained backbone, converged L2 logistic regression on its features (C by cross-validation)"
     frozen_backbone = True
     holds_out = False  # C by cross-validation over the whole budget

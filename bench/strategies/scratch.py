@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import optuna
 
-from bench.strategies.base import Hyperparameters, Strategy, register_strategy
+from bench.strategies.base import Hyperparameters, Role, Strategy, register_strategy
 
 
 @register_strategy
 class Scratch(Strategy):
     name = "scratch"
+    role = Role.SCRATCH
     description = "same architecture with random weights, all weights train (the baseline)"
     pretrained = False
     step_scale = 3  # random weights learn slower than pretrained ones: three times the steps, the same early stopping
