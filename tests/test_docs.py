@@ -1,4 +1,4 @@
-"""Every link, path and command in README.md and docs/*.md resolves.
+"""Every link, path and command in README.md, docs/*.md and results/README.md resolves.
 
 - a relative link or image names a file of the repository, and an ``#anchor`` a heading of that file (GitHub's
   slugs); an absolute link is checked for its form only;
@@ -50,7 +50,6 @@ SEPARATORS = {"&&", "||", ";", "|", "&", "(", ")", ";;", "|&", "((", "))"}
 @dataclass(frozen=True)
 class Doc:
     path: Path
-    text: str
     prose: str  # the text with fenced blocks blanked, line numbers kept
     blocks: tuple[tuple[int, str, tuple[str, ...]], ...]  # (first line, info string, lines) of each fenced block
 
@@ -85,7 +84,7 @@ def parse(path: Path, text: str) -> Doc:
         else:
             prose.append(line)
     assert fence is None, f"{path.relative_to(ROOT)}:{start - 1}: a code block is never closed"
-    return Doc(path, "\n".join(lines), "\n".join(prose), tuple(blocks))
+    return Doc(path, "\n".join(prose), tuple(blocks))
 
 
 def _without_code(prose: str) -> str:
@@ -120,7 +119,8 @@ def _check_target(doc: Doc, target: str) -> str | None:
     """Why a link's target does not resolve, or None."""
     parsed = urlparse(target)
     if parsed.scheme in ("http", "https"):
-        return None if parsed.netloc and "." in parsed.netloc or parsed.hostname in ("localhost",) else "malformed URL"
+        well_formed = bool(parsed.netloc) and ("." in parsed.netloc or parsed.hostname == "localhost")
+        return None if well_formed and not re.search(r"\s", target) else "malformed URL"
     if parsed.scheme == "mailto":
         return None if "@" in parsed.path else "malformed mailto link"
     if parsed.scheme:
@@ -371,6 +371,7 @@ BROKEN = """\
 # Title
 
 [ok](../README.md#data-root) [gone](nowhere.md) [anchor](../README.md#no-such-heading) [up](#title)
+[web](https://optuna.org/#docs) <http://127.0.0.1:5000> [bad](https:/optuna.org)
 `bench/no_such_module.py` `results/reference/no_such.csv` `results/default/report.md` `bench/cli.py`
 
 ```bash
@@ -393,22 +394,23 @@ def test_the_checks_find_what_is_broken() -> None:
         "docs/broken.md:3: link 'nowhere.md' does not resolve: no such file",
         "docs/broken.md:3: link '../README.md#no-such-heading' does not resolve: no heading #no-such-heading in "
         "README.md",
+        "docs/broken.md:4: link 'https:/optuna.org' does not resolve: malformed URL",
     ]
     # results/default/report.md is written by runs (git ignores it), bench/cli.py exists
     assert path_problems(page) == [
-        "docs/broken.md:4: path `bench/no_such_module.py` does not exist",
-        "docs/broken.md:4: path `results/reference/no_such.csv` does not exist",
+        "docs/broken.md:5: path `bench/no_such_module.py` does not exist",
+        "docs/broken.md:5: path `results/reference/no_such.csv` does not exist",
     ]
-    run = "docs/broken.md:9: `bench run experiments/no_such.yaml --no-such-flag`"
+    run = "docs/broken.md:10: `bench run experiments/no_such.yaml --no-such-flag`"
     assert command_problems(page) == [
-        "docs/broken.md:8: `make no-such-target`: make has no target 'no-such-target'",
+        "docs/broken.md:9: `make no-such-target`: make has no target 'no-such-target'",
         f"{run}: `bench run` has no option --no-such-flag",
         f"{run}: no experiment file experiments/no_such.yaml",
-        "docs/broken.md:11: `.venv/bin/bench frobnicate`: bench has no subcommand 'frobnicate'",
-        "docs/broken.md:12: `python -m bench report --no-such-flag`: `bench report` has no option --no-such-flag",
-        "docs/broken.md:15: `bench list models`: `bench list` does not take 'models' (choices: backbones, datasets, "
+        "docs/broken.md:12: `.venv/bin/bench frobnicate`: bench has no subcommand 'frobnicate'",
+        "docs/broken.md:13: `python -m bench report --no-such-flag`: `bench report` has no option --no-such-flag",
+        "docs/broken.md:16: `bench list models`: `bench list` does not take 'models' (choices: backbones, datasets, "
         "strategies)",
-        "docs/broken.md:15: `docs/no_such.sh experiments/smoke.yaml`: no script docs/no_such.sh",
+        "docs/broken.md:16: `docs/no_such.sh experiments/smoke.yaml`: no script docs/no_such.sh",
     ]
 
 
