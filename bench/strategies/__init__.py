@@ -18,6 +18,7 @@ from bench.strategies import (  # noqa: F401  (register the built-ins)
 )
 from bench.strategies.base import (
     STRATEGIES,
+    Hyperparameter,
     Hyperparameters,
     Role,
     Step,
@@ -30,6 +31,7 @@ from bench.strategies.base import (
 
 __all__ = [
     "STRATEGIES",
+    "Hyperparameter",
     "Hyperparameters",
     "Role",
     "Step",

@@ -16,6 +16,7 @@ import torch
 
 from bench.backbones.base import Classifier
 from bench.registry import Registry
+from bench.strategies.hyperparameter import Hyperparameter
 from bench.train import Step
 
 Hyperparameters = dict[str, Any]
@@ -38,12 +39,37 @@ class Role(enum.Enum):
     PROBE = "linear probe"  # the baseline on frozen features: fine-tuning has to beat it
 
 
+def _defaults(hyperparameters: dict[str, Hyperparameter | None]) -> Hyperparameters:
+    """The defaults of the tuned hyperparameters (a fixed value is no suggestion, so it has no default to enqueue)."""
+    return {name: h.default for name, h in hyperparameters.items() if h is not None and h.tuned}
+
+
+def _merged(
+    cls: type, inherited: dict[str, Hyperparameter | None], own: dict[str, Hyperparameter | None]
+) -> dict[str, Hyperparameter | None]:
+    """``inherited`` with ``own`` applied: an entry replaces the inherited one of its name in its place (or comes
+    last when new), ``None`` removes one."""
+    merged = dict(inherited)
+    for name, h in own.items():
+        if h is not None:
+            merged[name] = h
+        elif merged.pop(name, None) is None:
+            raise TypeError(f"{cls.__qualname__}.hyperparameters removes {name!r}, which it does not inherit")
+    return merged
+
+
 class Strategy:
     """Base class of every strategy. Subclass it, set ``name`` and ``description``, override what differs.
 
-    - ``search_space``: the Optuna suggestions this strategy tunes (the loop reads ``lr`` and ``weight_decay``).
-    - ``defaults``: the setting its paper or common practice starts from, for the suggestions of
-      ``search_space``; with ``tuning.first_trial: defaults`` a cell's study tries it first, then searches.
+    - ``hyperparameters``: what Optuna tunes, by name, each a ``Hyperparameter`` (range, scale, type, default and
+      the default's source). A subclass lists only what it adds or changes: an entry replaces the inherited one
+      of its name in its place, ``None`` removes one. ``Strategy.hyperparameters["lr"].with_default(1e-3,
+      source=...)`` changes only a default. The loop reads ``lr`` and ``weight_decay``: a strategy that replaces
+      decoupled decay declares ``weight_decay`` fixed (``Hyperparameter(type="fixed", default=0.0, ...)``).
+    - ``search_space``: the Optuna suggestions, in the order of ``hyperparameters``; override it for a space
+      the declaration cannot say (one hyperparameter conditional on another).
+    - ``defaults``: the tuned hyperparameters' defaults, from the declaration: the setting its paper or common
+      practice starts from; with ``tuning.first_trial: defaults`` a cell's study tries it first, then searches.
     - ``before_fit``: an optional phase before training, e.g. LP-FT's linear probe: ``probe(C)`` fits the head
       as a converged L2 logistic regression on the frozen pretrained backbone's features (``probe(None)``
       chooses ``C`` on the validation split).
@@ -71,8 +97,7 @@ class Strategy:
       strategy under another name trains on the same examples with other random draws (an A/A run).
 
     One instance serves every trial and final seed of a cell, one training run after another: state kept in
-    ``param_groups`` belongs to the current run. The loop reads ``hp["lr"]`` and ``hp["weight_decay"]``, so
-    ``search_space`` must return both (a fixed value, e.g. ``"weight_decay": 0.0``, is fine).
+    ``param_groups`` belongs to the current run.
     """
 
     name: ClassVar[str]
@@ -84,13 +109,26 @@ class Strategy:
     holds_out: ClassVar[bool] = True
     batchnorm: ClassVar[str | None] = None
     seed_offset: ClassVar[int] = 0
-    defaults: ClassVar[Hyperparameters] = {"lr": FINE_TUNING_LR, "weight_decay": 1e-4}
+    hyperparameters: ClassVar[dict[str, Hyperparameter | None]] = {
+        "lr": Hyperparameter(
+            1e-5, 1e-2, scale="log", default=FINE_TUNING_LR, source="measured through the harness (FINE_TUNING_LR)"
+        ),
+        "weight_decay": Hyperparameter(
+            1e-6, 1e-1, scale="log", default=1e-4, source="AdamW's common fine-tuning decay"
+        ),
+    }
+    defaults: ClassVar[Hyperparameters] = _defaults(hyperparameters)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "hyperparameters" in cls.__dict__:
+            cls.hyperparameters = _merged(cls, super(cls, cls).hyperparameters, cls.__dict__["hyperparameters"])
+            if "defaults" not in cls.__dict__:  # a class that still writes its own defaults keeps them
+                cls.defaults = _defaults(cls.hyperparameters)
 
     def search_space(self, trial: optuna.Trial) -> Hyperparameters:
-        return {
-            "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-        }
+        """One suggestion per tuned hyperparameter, in the declaration's order; a fixed one's value as it is."""
+        return {name: h.suggest(trial, name) for name, h in self.hyperparameters.items() if h is not None}
 
     def before_fit(self, model: Classifier, hp: Hyperparameters, probe: Callable[[float | None], None]) -> None:
         """``probe(C)`` fits the head alone on cached features of the frozen backbone, to convergence (``C=None``:

@@ -12,7 +12,11 @@ from bench.strategies.base import Hyperparameters, Strategy, register_strategy
 class BitFit(Strategy):
     name = "bitfit"
     description = "train only the backbone's biases and the head (Ben Zaken et al. 2022)"
-    defaults = {"lr": 1e-3, "weight_decay": 1e-4}  # bias-only training takes larger rates (Ben Zaken et al. 2022)
+    hyperparameters = {
+        "lr": Strategy.hyperparameters["lr"].with_default(
+            1e-3, source="bias-only training takes larger rates (Ben Zaken et al. 2022)"
+        )
+    }
 
     def param_groups(self, model: Classifier, hp: Hyperparameters) -> list[dict[str, Any]]:
         for name, p in model.backbone.named_parameters():

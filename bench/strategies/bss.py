@@ -8,11 +8,10 @@ paper's 0.001). Everything trains, with AdamW's weight decay, as ``finetune``.
 
 from __future__ import annotations
 
-import optuna
 import torch
 
 from bench.backbones.base import Classifier
-from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, Step, Strategy, register_strategy
+from bench.strategies.base import Hyperparameter, Hyperparameters, Step, Strategy, register_strategy
 
 K = 1  # singular values shrunk; the paper found k = 1 enough
 
@@ -26,15 +25,9 @@ def shrinkage(features: torch.Tensor, k: int = K) -> torch.Tensor:
 @register_strategy
 class BSS(Strategy):
     name = "bss"
-    defaults = {"lr": FINE_TUNING_LR, "weight_decay": 1e-4, "eta": 1e-3}  # Chen et al. 2019's eta
     description = "fine-tune with eta * (smallest singular value of the batch's features)^2 (Chen et al. 2019)"
 
-    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
-        return {
-            "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-            "eta": trial.suggest_float("eta", 1e-4, 1e-1, log=True),
-        }
+    hyperparameters = {"eta": Hyperparameter(1e-4, 1e-1, scale="log", default=1e-3, source="Chen et al. 2019's eta")}
 
     def extra_loss(self, model: Classifier, hp: Hyperparameters, step: Step) -> torch.Tensor:
         return hp["eta"] * shrinkage(step.features)

@@ -13,11 +13,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import optuna
 import torch
 
 from bench.backbones.base import Classifier
-from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, Step, Strategy, register_strategy
+from bench.strategies.base import Hyperparameter, Hyperparameters, Step, Strategy, register_strategy
 
 
 def feature_distance(features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -28,19 +27,11 @@ def feature_distance(features: torch.Tensor, reference: torch.Tensor) -> torch.T
 @register_strategy
 class DELTA(Strategy):
     name = "delta"
-    defaults = {
-        "lr": FINE_TUNING_LR,
-        "weight_decay": 1e-4,
-        "alpha": 0.01,
-    }  # alpha: the log-midpoint of its search range
     description = "fine-tune with alpha/2 ||f(x) - f_pretrained(x)||^2 on the batch's features (Li et al. 2019)"
 
-    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
-        return {
-            "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-            "alpha": trial.suggest_float("alpha", 1e-4, 1.0, log=True),
-        }
+    hyperparameters = {
+        "alpha": Hyperparameter(1e-4, 1.0, scale="log", default=0.01, source="the log-midpoint of its search range")
+    }
 
     def param_groups(self, model: Classifier, hp: Hyperparameters) -> list[dict[str, Any]]:
         # the model is on its device already: the copy is too; eval(): its BatchNorm and dropout stay as they were

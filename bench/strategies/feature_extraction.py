@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import optuna
-
 from bench.backbones.base import Classifier
 from bench.strategies.base import Hyperparameters, Role, Strategy, register_strategy
 
@@ -26,10 +24,7 @@ class FeatureExtraction(Strategy):
     description = "frozen pretrained backbone, converged L2 logistic regression on its features (C by cross-validation)"
     frozen_backbone = True
     holds_out = False  # C by cross-validation over the whole budget
-    defaults: Hyperparameters = {}  # nothing to tune: the probe chooses its C itself
-
-    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
-        return {}
+    hyperparameters = {"lr": None, "weight_decay": None}  # nothing to tune: the probe chooses its C itself
 
     def before_fit(self, model: Classifier, hp: Hyperparameters, probe: Callable[[float | None], None]) -> None:
         probe(None)

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import optuna
 import torch
 
 from bench.strategies import penalties
-from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, register_strategy
+from bench.strategies.base import Hyperparameter, Hyperparameters, register_strategy
 from bench.strategies.l2 import L2
 
 
 @register_strategy
 class L1(L2):
     name = "l1"
-    # lambda 1e-6 (its range's old midpoint): gradient ratio 1e-4; 1e-4: 0.006-0.014; 1e-3 acts (about 0.1)
-    defaults = {"lr": FINE_TUNING_LR, "lambda": 1e-3}
     description = "fine-tune all weights with an L1 penalty lambda ||w||_1 toward zero"
 
-    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
-        return {
-            "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-            "weight_decay": 0.0,
-            "lambda": trial.suggest_float("lambda", 1e-7, 1e-2, log=True),
-        }
+    # lambda 1e-6 (its range's old midpoint): gradient ratio 1e-4; 1e-4: 0.006-0.014; 1e-3 acts (about 0.1)
+    hyperparameters = {
+        "lambda": Hyperparameter(
+            1e-7, 1e-2, scale="log", default=1e-3, source="the smallest tried that acts (gradient ratio about 0.1)"
+        )
+    }
 
-    def penalty(self, hp: Hyperparameters) -> torch.Tensor:
+    def _penalty(self, hp: Hyperparameters) -> torch.Tensor:
         return hp["lambda"] * penalties.l1(self.params)

@@ -8,29 +8,29 @@ from __future__ import annotations
 
 from typing import Any
 
-import optuna
 import torch
 
 from bench.backbones.base import Classifier
 from bench.strategies import penalties
-from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, Step, Strategy, register_strategy
+from bench.strategies.base import Hyperparameter, Hyperparameters, Step, Strategy, register_strategy
 
 
 @register_strategy
 class L2SP(Strategy):
     name = "l2sp"
-    # Li et al. 2018's alpha 0.1 (with SGD): gradient ratio 0.017-0.025 under AdamW by the last step; alpha 10:
-    # 0.18-0.26 and 20-30 points lost; alpha 1 between them. beta as Li et al.
-    defaults = {"lr": FINE_TUNING_LR, "alpha": 1.0, "beta": 0.01}
     description = "fine-tune with alpha/2 ||w - w_pretrained||^2 on the backbone + beta/2 ||w_head||^2 (Li et al. 2018)"
 
-    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
-        return {
-            "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-            "weight_decay": 0.0,
-            "alpha": trial.suggest_float("alpha", 1e-2, 10.0, log=True),
-            "beta": trial.suggest_float("beta", 1e-5, 1e-1, log=True),
-        }
+    hyperparameters = {
+        "weight_decay": Hyperparameter(
+            type="fixed", default=0.0, source="the penalty replaces AdamW's decoupled decay"
+        ),
+        # Li et al. 2018's alpha 0.1 (with SGD): gradient ratio 0.017-0.025 under AdamW by the last step; alpha 10:
+        # 0.18-0.26 and 20-30 points lost; alpha 1 between them
+        "alpha": Hyperparameter(
+            1e-2, 10.0, scale="log", default=1.0, source="between Li et al. 2018's 0.1 (weak under AdamW) and 10"
+        ),
+        "beta": Hyperparameter(1e-5, 1e-1, scale="log", default=0.01, source="Li et al. 2018's beta"),
+    }
 
     def param_groups(self, model: Classifier, hp: Hyperparameters) -> list[dict[str, Any]]:
         self.backbone = list(model.backbone.parameters())
@@ -38,7 +38,7 @@ class L2SP(Strategy):
         return [{"params": list(model.parameters())}]
 
     def extra_loss(self, model: Classifier, hp: Hyperparameters, step: Step | None = None) -> torch.Tensor:
-        return self.backbone_penalty(hp) + hp["beta"] / 2 * penalties.l2([model.head.weight])
+        return self._backbone_penalty(hp) + hp["beta"] / 2 * penalties.l2([model.head.weight])
 
-    def backbone_penalty(self, hp: Hyperparameters) -> torch.Tensor:
+    def _backbone_penalty(self, hp: Hyperparameters) -> torch.Tensor:
         return hp["alpha"] / 2 * penalties.l2_to(self.backbone, self.start)

@@ -10,24 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import optuna
-
 from bench.backbones.base import Classifier
-from bench.strategies.base import Hyperparameters, Strategy, register_strategy
+from bench.strategies.base import Hyperparameter, Hyperparameters, Strategy, register_strategy
 
 
 @register_strategy
 class LoRA(Strategy):
     name = "lora"
-    defaults = {"lr": 5e-4, "weight_decay": 1e-4, "rank": 8}  # Hu et al. 2022's rank and rate for RoBERTa-base
     description = "low-rank adapters (PEFT) on the backbone's linear/conv layers, base weights frozen (Hu et al. 2022)"
 
-    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
-        return {
-            "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-            "rank": trial.suggest_categorical("rank", [4, 8, 16]),
-        }
+    hyperparameters = {
+        "lr": Hyperparameter(1e-4, 3e-2, scale="log", default=5e-4, source="Hu et al. 2022's rate for RoBERTa-base"),
+        "rank": Hyperparameter(
+            type="categorical", choices=(4, 8, 16), default=8, source="Hu et al. 2022's rank for RoBERTa-base"
+        ),
+    }
 
     def param_groups(self, model: Classifier, hp: Hyperparameters) -> list[dict[str, Any]]:
         from peft import LoraConfig, inject_adapter_in_model

@@ -11,29 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import optuna
-
 from bench.backbones.base import Classifier
-from bench.strategies.base import Hyperparameters, Strategy, register_strategy
+from bench.strategies.base import Hyperparameter, Hyperparameters, Strategy, register_strategy
 
 
 @register_strategy
 class LPFT(Strategy):
     name = "lp_ft"
     description = "linear probe on frozen features, then fine-tune all weights from the probed head (Kumar et al. 2022)"
-    # fine-tuning from a trained head at a smaller rate than plain fine-tuning
-    defaults = {"lr": 3e-5, "weight_decay": 1e-4}
+    hyperparameters = {
+        "lr": Hyperparameter(
+            1e-6, 1e-3, scale="log", default=3e-5, source="fine-tuning from a trained head takes a smaller rate"
+        )
+    }
     # The probe was fit on features of BatchNorm's running statistics: fine-tuning keeps them, so the head still
     # reads the features it was fit to. With batch statistics (train mode) the features shift under the head at
     # the first step and the run kept its probe or fell below it: CIFAR-10 at 20 and 100 per class, seed 0,
     # 39.4 and 58.9 % against 50.6 and 59.4 % frozen (benchmarks/regularisers.py).
     batchnorm = "frozen"
-
-    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
-        return {
-            "lr": trial.suggest_float("lr", 1e-6, 1e-3, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-        }
 
     def before_fit(self, model: Classifier, hp: Hyperparameters, probe: Callable[[float | None], None]) -> None:
         probe(None)

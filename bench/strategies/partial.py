@@ -8,28 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import optuna
-
 from bench.backbones.base import Classifier
-from bench.strategies.base import FINE_TUNING_LR, Hyperparameters, Strategy, register_strategy
+from bench.strategies.base import Hyperparameter, Hyperparameters, Strategy, register_strategy
 
 
 @register_strategy
 class Partial(Strategy):
     name = "partial"
-    defaults = {
-        "lr": FINE_TUNING_LR,
-        "weight_decay": 1e-4,
-        "k": 2,
-    }  # the last two blocks, as the common "fine-tune the top"
     description = "fine-tune only the top k backbone blocks and the head (k searched), the rest frozen"
 
-    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
-        return {
-            "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-            "k": trial.suggest_int("k", 1, 6),
-        }
+    hyperparameters = {
+        "k": Hyperparameter(1, 6, type="int", default=2, source='the last two blocks, the common "fine-tune the top"')
+    }
 
     def param_groups(self, model: Classifier, hp: Hyperparameters) -> list[dict[str, Any]]:
         blocks = model.backbone.blocks()
