@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from bench import __version__, backbones, data
 from bench.config import BackboneConfig, Experiment
-from bench.strategies import STRATEGIES
+from bench.strategies import STRATEGIES, Role, role_of
 from bench.strategies.base import implementation
 
 
@@ -82,7 +82,7 @@ def expand(exp: Experiment) -> list[Cell]:
 
     A backbone only meets datasets of its own modality.
     """
-    order = sorted(exp.strategies, key=lambda s: s != "scratch")
+    order = sorted(exp.strategies, key=lambda s: role_of(s) is not Role.SCRATCH)
     cells = []
     for ds in exp.datasets:
         modality = data.DATASETS.get(ds.name).modality

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.stats import budget_order  # noqa: E402
+from bench.strategies import Role, baselines  # noqa: E402
 
 
 def confusion_matrix_png(cm: list[list[int]], classes: list[str], title: str, path: Path) -> Path:
@@ -68,24 +69,31 @@ def gain_heatmap(gains, path: Path) -> Path:
     return path
 
 
-def strategy_colours(strategies) -> dict[str, Any]:
+def _roles(strategies, roles: dict[Role, str] | None) -> dict[Role, str]:
+    return baselines(set(strategies)) if roles is None else roles
+
+
+def strategy_colours(strategies, roles: dict[Role, str] | None = None) -> dict[str, Any]:
     """A colour per strategy, the same in a report's plots and distinct up to 20 strategies (matplotlib's default cycle
-    repeats after 10); ``scratch``, the baseline, in black."""
-    names = sorted(set(strategies) - {"scratch"})
+    repeats after 10); scratch (``Role.SCRATCH`` in ``roles``, by default the baselines among ``strategies``), the
+    baseline, in black."""
+    scratch = _roles(strategies, roles).get(Role.SCRATCH)
+    names = sorted(set(strategies) - {scratch})
     colours = dict(zip(names, plt.cm.tab20(np.linspace(0, 1, max(1, len(names)))), strict=False))
-    return colours | {"scratch": "black"}
+    return colours | ({scratch: "black"} if scratch else {})
 
 
-def accuracy_curves(table, path: Path) -> Path:
+def accuracy_curves(table, path: Path, roles: dict[Role, str] | None = None) -> Path:
     """Test accuracy against training examples per class, one panel per dataset and backbone, 95 % CI bands."""
     panels = list(table.groupby(["dataset", "backbone"], sort=False))
-    colours = strategy_colours(table.strategy.unique())
+    roles = _roles(table.strategy, roles)
+    colours = strategy_colours(table.strategy.unique(), roles)
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
     for ax, ((dataset, backbone), df) in zip(axes.flat, panels, strict=False):
         for strategy, s in df.sort_values("per_class").groupby("strategy", sort=True):
-            style = {"linestyle": "--", "linewidth": 2} if strategy == "scratch" else {}
+            style = {"linestyle": "--", "linewidth": 2} if strategy == roles.get(Role.SCRATCH) else {}
             colour = colours[strategy]
             ax.plot(s.per_class, 100 * s.acc_mean, marker="o", markersize=3, label=strategy, color=colour, **style)
             if s.acc_ci_low.notna().any():
@@ -110,10 +118,11 @@ def accuracy_curves(table, path: Path) -> Path:
     return path
 
 
-def rank_bars(ranks, path: Path) -> Path:
+def rank_bars(ranks, path: Path, roles: dict[Role, str] | None = None) -> Path:
     """Mean rank of each strategy across all (dataset, backbone, budget) groups; 1 is best."""
+    scratch = _roles(ranks.strategy, roles).get(Role.SCRATCH)
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(ranks) + 1.5))
-    colors = ["black" if s == "scratch" else "tab:blue" for s in ranks.strategy]
+    colors = ["black" if s == scratch else "tab:blue" for s in ranks.strategy]
     ax.barh(ranks.strategy, ranks.mean_rank, color=colors)
     ax.invert_yaxis()
     ax.set_xlabel("mean rank by test accuracy (1 = best)")
@@ -125,11 +134,14 @@ def rank_bars(ranks, path: Path) -> Path:
     return path
 
 
-def cd_diagram(mean_ranks, cd: float, groups: list[list[str]], title: str, path: Path) -> Path:
+def cd_diagram(
+    mean_ranks, cd: float, groups: list[list[str]], title: str, path: Path, roles: dict[Role, str] | None = None
+) -> Path:
     """Demšar's critical-difference diagram: the mean ranks on an axis with rank 1 (best) at the left, each
     strategy a labelled tick, a thick bar under each group of ``cd_groups`` (groups of two or more; strategies
     under one bar are not significantly different) and the critical difference drawn above the axis."""
     ranks = mean_ranks.dropna().sort_values(kind="stable")
+    scratch = _roles(ranks.index, roles).get(Role.SCRATCH)
     k = len(ranks)
     high = max(2, k, int(np.ceil(ranks.max())) if k else 2)
     bars = [g for g in groups if len(g) > 1]
@@ -152,7 +164,7 @@ def cd_diagram(mean_ranks, cd: float, groups: list[list[str]], title: str, path:
         on_left = i < left
         y = label_top - 0.32 * (i if on_left else k - 1 - i)
         end = 1 - 0.25 if on_left else high + 0.25
-        color = "black" if name == "scratch" else "tab:blue"
+        color = "black" if name == scratch else "tab:blue"
         ax.plot([r, r, end], [0, y, y], color=color, linewidth=0.9)
         ax.text(
             end + (-0.05 if on_left else 0.05),
@@ -218,12 +230,12 @@ def score_scatter(points, score: str, outcome: str, taus, path: Path) -> Path:
     return path
 
 
-def accuracy_vs_compute(spent, path: Path) -> Path:
+def accuracy_vs_compute(spent, path: Path, roles: dict[Role, str] | None = None) -> Path:
     """Test accuracy against the wall seconds of a final run, one panel per dataset, a point per cell (its
     budget as the point's size), a colour per strategy."""
     panels = list(spent.groupby("dataset", sort=False))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
-    colours = strategy_colours(spent.strategy.unique())
+    colours = strategy_colours(spent.strategy.unique(), roles)
     budgets = sorted(spent.budget.unique(), key=budget_order)
     sizes = {b: 14 + 22 * i for i, b in enumerate(budgets)}
     for ax, (dataset, df) in zip(axes.flat, panels, strict=True):

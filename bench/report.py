@@ -1,11 +1,19 @@
 """The report of finished results: summary.csv, report.md with statistics tables, PNG plots, the same report as one
-self-contained report.html, and a short summary for the MLflow experiment's description."""
+self-contained report.html, and a short summary for the MLflow experiment's description.
+
+Three steps, each in one place: ``analyse`` computes every statistic once into an ``Analysis``; each function of
+``SECTIONS`` formats one part of the report from it (markdown, and the figures it shows, drawn later); ``write``
+writes the tables, draws the figures and renders the sections as report.md and report.html. A new section is one
+function and one entry in ``SECTIONS``."""
 
 from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import environment, paths, plots, stats
+from bench.strategies import Role, baselines
 
 if TYPE_CHECKING:
     from bench.config import Experiment
@@ -68,14 +77,15 @@ def _hp_text(hp: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items()))
 
 
-def summarize(
-    records: list[dict[str, Any]], rope: float = stats.ROPE, confidence: float = stats.CONFIDENCE
+def _summary(
+    records: list[dict[str, Any]],
+    table: pd.DataFrame,
+    copies: dict[str, str],
+    gains: pd.DataFrame,
+    scratch: str | None,
 ) -> pd.DataFrame:
-    """A row per cell: the labelled and test examples it used (seed 0's), accuracy over seeds and test examples with
-    its interval, the strategy whose predictions it copies at every seed (``identical_to``), and the paired
-    comparison with scratch with its verdict (none for a copy: it is the same result)."""
-    table = stats.cells(records, confidence)
-    copies = stats.identical_to(records)
+    """``summarize`` from what the analysis computed already: the cells' ``table`` (``stats.cells``), the
+    ``copies`` (``stats.identical_to``), the ``gains`` over the strategy ``scratch``."""
     df = pd.DataFrame(records)
     df["budget"] = df["budget"].astype(str)
     df["n_train"] = [sum(r["seeds"][0]["train_counts"].values()) for r in records]
@@ -92,17 +102,28 @@ def summarize(
     )
     df["test_acc_mean"], df["test_acc_std"] = df.pop("test_acc_mean_"), df.pop("acc_std")
     group = list(stats.GROUP)
-    scratch = df[df.strategy == "scratch"].set_index(group)["test_acc_mean"].rename("scratch_acc_mean")
-    df = df.join(scratch, on=group)
-    gains = stats.gains_over_scratch(stats.distinct(records, copies), rope, confidence)
+    baseline = df[df.strategy == scratch].set_index(group)["test_acc_mean"].rename("scratch_acc_mean")
+    df = df.join(baseline, on=group)
     if len(gains):
         gains = gains.rename(columns={"gain": "gain_over_scratch"})
         df = df.merge(gains.drop(columns=["seeds", "n_test"]), on=[*group, "strategy"], how="left")
     for col in SUMMARY_COLUMNS:
         if col not in df:
             df[col] = math.nan
-    df.loc[df.strategy == "scratch", "gain_over_scratch"] = 0.0
+    df.loc[df.strategy == scratch, "gain_over_scratch"] = 0.0
     return df[SUMMARY_COLUMNS]
+
+
+def summarize(
+    records: list[dict[str, Any]], rope: float = stats.ROPE, confidence: float = stats.CONFIDENCE
+) -> pd.DataFrame:
+    """A row per cell: the labelled and test examples it used (seed 0's), accuracy over seeds and test examples with
+    its interval, the strategy whose predictions it copies at every seed (``identical_to``), and the paired
+    comparison with scratch (``Role.SCRATCH``) with its verdict (none for a copy: it is the same result)."""
+    copies = stats.identical_to(records)
+    gains = stats.gains_over_scratch(stats.distinct(records, copies), rope, confidence)
+    scratch = stats.baseline(records, Role.SCRATCH)
+    return _summary(records, stats.cells(records, confidence), copies, gains, scratch)
 
 
 def write_predictions(records: list[dict[str, Any]], path: Path) -> Path | None:
@@ -121,74 +142,6 @@ def write_predictions(records: list[dict[str, Any]], path: Path) -> Path | None:
     columns = ["dataset", "backbone", "budget", "strategy", "seed", "test_index", "predicted", "true"]
     pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
     return path
-
-
-def _outside_budget(records: list[dict[str, Any]]) -> list[str]:
-    """A warning for the report's first lines when cells validated on labels outside their budget
-    (``splits.extra_val_per_class``): more labelled examples than budget x classes."""
-    outside = [
-        r
-        for r in records
-        if str(r["budget"]) != "all"
-        and any(
-            sum(s["train_counts"].values()) + s.get("n_val", 0) > int(r["budget"]) * len(s["train_counts"])
-            for s in r["seeds"]
-        )
-    ]
-    if not outside:
-        return []
-    return [
-        f"**Validation outside the budget**: {len(outside)} of {len(records)} cells validated on labelled examples "
-        "beyond their budget (`splits.extra_val_per_class`): they used more labels than their budget says.",
-        "",
-    ]
-
-
-def _labels(records: list[dict[str, Any]], summary: pd.DataFrame) -> list[str]:
-    """The labelled examples each cell used (training and validation together), how many test examples measure
-    it, and the strategies that copy another's predictions."""
-    classes = {r["cell_key"]: len(r["seeds"][0]["train_counts"]) for r in records}
-    rows = summary.assign(classes=summary.cell_key.map(classes), labelled=summary.n_train + summary.n_val.fillna(0))
-    lines = ["## Labels and test examples", ""]
-    per_group = rows.groupby(["dataset", "budget"], sort=False).agg(
-        classes=("classes", "first"),
-        labelled=("labelled", "max"),
-        hold_out=("n_val", "max"),
-        n_test=("n_test", "first"),
-    )
-    lines += [
-        "A budget is every labelled example a cell touches: strategies trained by gradient hold out part of it for "
-        "validation (to choose Optuna's trial and the kept step) where that leaves enough per class, else they "
-        "take a fixed schedule with their default hyperparameters; the linear probe chooses its C by "
-        "cross-validation inside the whole budget. The test examples are a fixed set, the same for every seed.",
-        "",
-        _md_table(
-            per_group.reset_index()
-            .assign(
-                hold_out=lambda d: d.hold_out.map(lambda v: "none" if not v else f"{v:.0f}"),
-                labelled=lambda d: d.labelled.map("{:.0f}".format),
-            )
-            .rename(
-                columns={
-                    "labelled": "labelled examples (train + validation)",
-                    "hold_out": "of them validation (gradient-trained strategies)",
-                    "n_test": "test examples",
-                }
-            )
-        ),
-        "",
-    ]
-    copies = summary[summary.identical_to.astype(bool)]
-    if len(copies):
-        listed = "; ".join(
-            f"{r.dataset}/{r.budget}: {r.strategy} = {r.identical_to}" for r in copies.itertuples(index=False)
-        )
-        lines += [
-            f"**Same predictions**: {len(copies)} of {len(summary)} cells predict exactly what another strategy "
-            f"predicts at every seed and count as that result in every comparison ({listed}).",
-            "",
-        ]
-    return lines
 
 
 def _median_of(record: dict[str, Any], key: str) -> float:
@@ -227,6 +180,297 @@ def _p(x: float) -> str:
     return "" if pd.isna(x) else f"{x:.3f}"
 
 
+OUTCOMES = {"probe": "probe", "best_finetune": "best fine-tune"}  # scores.against_outcomes: column -> as read
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """The transferability scores beside the accuracies reached (``scores.against_outcomes``), and how well each
+    score ranks the backbones by each outcome (``stats.rank_correlations``; None without an outcome)."""
+
+    rows: pd.DataFrame  # a row per (backbone, dataset, budget, seed): bench.scores's
+    points: pd.DataFrame
+    outcomes: list[str]  # the OUTCOMES with a value somewhere
+    taus: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Every statistic the report shows, computed once from the finished cells (``analyse``); the sections only
+    format it. Comparisons count strategies with identical predictions once (``results``, ``distinct_cells``)."""
+
+    experiment: str
+    records: list[dict[str, Any]]
+    cell_seconds: float | None
+    rope: float
+    confidence: float
+    roles: dict[Role, str]  # the baselines among the strategies (strategies.baselines): scratch, the probe
+    table: pd.DataFrame  # stats.cells: a row per cell
+    summary: pd.DataFrame  # summary.csv
+    results: list[dict[str, Any]]  # the records without copies
+    distinct_cells: pd.DataFrame  # stats.cells of the results: ranks and the Friedman test count a copy once
+    verdicts: pd.DataFrame  # verdicts.csv: every strategy against the best of its dataset and budget
+    gains: pd.DataFrame  # gains.csv: against scratch, cell by cell
+    probe: pd.DataFrame  # probe.csv: against the probe, cell by cell
+    across: list[pd.DataFrame]  # stats.across_matrix against the probe, then scratch (those present)
+    below: pd.DataFrame  # stats.below_probe
+    friedman: dict[str, Any]  # stats.friedman, with the Nemenyi ``cd`` and its ``groups`` where computed
+    ranks: pd.DataFrame
+    wins: pd.DataFrame  # stats.win_rates
+    equivalence: pd.DataFrame  # per strategy: the examples per class scratch needs to match it
+    spent: pd.DataFrame  # compute: a row per cell with recorded seconds
+    spent_by_strategy: pd.DataFrame  # the medians (and sum of minutes) of ``spent`` per strategy
+    references: pd.DataFrame  # the best cell of each dataset with a published figure
+    transfer: Transfer | None  # None: no transferability scores
+
+    def name(self, role: Role) -> str:
+        """The strategy playing ``role``; the role's own words where none does."""
+        return self.roles.get(role, role.value)
+
+
+def analyse(
+    experiment: str,
+    records: list[dict[str, Any]],
+    cell_seconds: float | None = None,
+    scores: pd.DataFrame | None = None,
+    rope: float = stats.ROPE,
+    confidence: float = stats.CONFIDENCE,
+) -> Analysis:
+    """Every statistic of the report of ``records``: ``scores`` are the transferability rows of ``bench.scores``
+    (none: the report says so); ``rope`` and ``confidence`` decide the verdicts (the experiment's ``statistics``)."""
+    roles = baselines({r["strategy"] for r in records})
+    scratch, probe = roles.get(Role.SCRATCH), roles.get(Role.PROBE)
+    table = stats.cells(records, confidence)
+    copies = stats.identical_to(records)
+    results = stats.distinct(records, copies)
+    gains = stats.gains_over_scratch(results, rope, confidence, scratch) if scratch else pd.DataFrame()
+    distinct_cells = stats.cells(results, confidence)
+    spent = compute(records)
+    return Analysis(
+        experiment=experiment,
+        records=records,
+        cell_seconds=cell_seconds,
+        rope=rope,
+        confidence=confidence,
+        roles=roles,
+        table=table,
+        summary=_summary(records, table, copies, gains, scratch),
+        results=results,
+        distinct_cells=distinct_cells,
+        verdicts=stats.verdicts(results, rope, confidence),
+        gains=gains,
+        probe=stats.against(results, probe, rope, confidence) if probe else pd.DataFrame(),
+        across=[
+            a
+            for reference in (probe, scratch)
+            if reference and len(a := stats.across_matrix(results, reference, rope, confidence))
+        ],
+        below=stats.below_probe(records, roles=roles),
+        friedman=_friedman(distinct_cells),
+        ranks=stats.ranks(distinct_cells),
+        wins=stats.win_rates(table),
+        equivalence=_equivalence(table, scratch),
+        spent=spent,
+        spent_by_strategy=_spent_by_strategy(spent),
+        references=_references(table),
+        transfer=_transfer(scores, table) if scores is not None and len(scores) else None,
+    )
+
+
+def _friedman(table: pd.DataFrame) -> dict[str, Any]:
+    """``stats.friedman`` over the strategies, with Nemenyi's critical difference ``cd`` and the ``groups`` of
+    strategies within it (``stats.cd_groups``) where the test could be computed."""
+    f = stats.friedman(table)
+    if f["reason"]:
+        return f
+    cd = stats.nemenyi_cd(f["k"], f["n_blocks"])
+    return f | {"cd": cd, "groups": stats.cd_groups(f["mean_ranks"], cd)}
+
+
+def _equivalence(table: pd.DataFrame, scratch: str | None) -> pd.DataFrame:
+    """Per (dataset, backbone, strategy) with scratch measured at two budgets or more: the examples per class scratch
+    needs to match the strategy's accuracy (``stats.data_equivalence``: ``sign`` and ``n``)."""
+    rows = []
+    for (dataset, backbone), df in table.groupby(["dataset", "backbone"], sort=False):
+        base = df[df.strategy == scratch].sort_values("per_class")
+        if len(base) < 2:
+            continue
+        for r in df[df.strategy != scratch].itertuples():
+            sign, n = stats.data_equivalence(base.per_class.tolist(), base.acc_mean.tolist(), r.acc_mean)
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "backbone": backbone,
+                    "strategy": r.strategy,
+                    "per_class": r.per_class,
+                    "acc_mean": r.acc_mean,
+                    "sign": sign,
+                    "n": n,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _spent_by_strategy(spent: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: its cells, the medians of their steps, kept steps and seconds per run, and their minutes."""
+    if not len(spent):
+        return spent
+    return (
+        spent.groupby("strategy")
+        .agg(
+            cells=("acc_mean", "size"),
+            steps=("steps", "median"),
+            best_step=("best_step", "median"),
+            seconds_per_run=("seconds_per_run", "median"),
+            cell_minutes=("cell_minutes", "sum"),
+        )
+        .round({"steps": 0, "best_step": 0, "seconds_per_run": 1, "cell_minutes": 1})
+        .reset_index()
+    )
+
+
+def _references(table: pd.DataFrame) -> pd.DataFrame:
+    """The best cell of each dataset that has a published figure (``REFERENCES``), beside that figure."""
+    rows = []
+    for dataset, df in table.groupby("dataset", sort=False):
+        if dataset not in REFERENCES:
+            continue
+        best = df.loc[df.acc_mean.idxmax()]
+        method, acc = REFERENCES[dataset]
+        rows.append(
+            {**best[["dataset", "strategy", "backbone", "per_class", "acc_mean"]], "acc": acc, "method": method}
+        )
+    return pd.DataFrame(rows)
+
+
+def _transfer(rows: pd.DataFrame, table: pd.DataFrame) -> Transfer:
+    """The scores of each backbone beside the accuracies it reached, and their rank correlations."""
+    from bench import scores
+
+    points = scores.against_outcomes(rows, table)
+    outcomes = [o for o in OUTCOMES if points[o].notna().any()]
+    taus = stats.rank_correlations(points, scores.SCORES, outcomes, ["dataset", "budget"]) if outcomes else None
+    return Transfer(rows, points, outcomes, taus)
+
+
+Figure = Callable[[Path], Path]  # draws one figure into the file it is given
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the report: its heading (level 1: the report's title), its markdown lines below the heading, and
+    the figures those lines show, by file name, each drawn when the report is written."""
+
+    title: str
+    lines: tuple[str, ...]
+    figures: dict[str, Figure] = field(default_factory=dict)
+    level: int = 2
+
+    @property
+    def markdown(self) -> str:
+        """The heading and the lines; nothing for a section with nothing to say."""
+        return "\n".join([f"{'#' * self.level} {self.title}", "", *self.lines]) if self.title else ""
+
+
+NOTHING = Section("", ())
+
+
+def _opening(a: Analysis) -> Section:
+    """What ran, on how many seeds and when; where validation came from; how long runs trained; on what."""
+    fewest, most = int(a.table.seeds.min()), int(a.table.seeds.max())
+    seeds = f"{fewest} paired seeds each" if fewest == most else f"{fewest} to {most} paired seeds"
+    raced = int((a.table.seeds > fewest).sum())
+    spent = (
+        f"; its cells took {a.cell_seconds / 60:.1f} min of training, tuning and testing, summed over cells "
+        "(workers train cells side by side)."
+        if a.cell_seconds
+        else "."
+    )
+    return Section(
+        f"{a.experiment}: transfer against training from scratch",
+        (
+            f"{len(a.records)} cells, {seeds} (every strategy at a dataset, budget and seed trains on the same examples"
+            + (f"; {raced} cells of comparisons still open after {fewest} seeds got more: racing" if raced else "")
+            + f"). Written {datetime.date.today().isoformat()}"
+            + spent,
+            "",
+            *_outside_budget(a.records),
+            _schedule(a.records),
+            "",
+            *_produced_by(a.records),
+            "",
+        ),
+        level=1,
+    )
+
+
+def _outside_budget(records: list[dict[str, Any]]) -> list[str]:
+    """A warning for the report's first lines when cells validated on labels outside their budget
+    (``splits.extra_val_per_class``): more labelled examples than budget x classes."""
+    outside = [
+        r
+        for r in records
+        if str(r["budget"]) != "all"
+        and any(
+            sum(s["train_counts"].values()) + s.get("n_val", 0) > int(r["budget"]) * len(s["train_counts"])
+            for s in r["seeds"]
+        )
+    ]
+    if not outside:
+        return []
+    return [
+        f"**Validation outside the budget**: {len(outside)} of {len(records)} cells validated on labelled examples "
+        "beyond their budget (`splits.extra_val_per_class`): they used more labels than their budget says.",
+        "",
+    ]
+
+
+def _labels(a: Analysis) -> Section:
+    """The labelled examples each cell used (training and validation together), how many test examples measure
+    it, and the strategies that copy another's predictions."""
+    summary = a.summary
+    classes = {r["cell_key"]: len(r["seeds"][0]["train_counts"]) for r in a.records}
+    rows = summary.assign(classes=summary.cell_key.map(classes), labelled=summary.n_train + summary.n_val.fillna(0))
+    per_group = rows.groupby(["dataset", "budget"], sort=False).agg(
+        classes=("classes", "first"),
+        labelled=("labelled", "max"),
+        hold_out=("n_val", "max"),
+        n_test=("n_test", "first"),
+    )
+    shown = per_group.reset_index().assign(
+        hold_out=lambda d: d.hold_out.map(lambda v: "none" if not v else f"{v:.0f}"),
+        labelled=lambda d: d.labelled.map("{:.0f}".format),
+    )
+    lines = [
+        "A budget is every labelled example a cell touches: strategies trained by gradient hold out part of it for "
+        "validation (to choose Optuna's trial and the kept step) where that leaves enough per class, else they "
+        "take a fixed schedule with their default hyperparameters; the linear probe chooses its C by "
+        "cross-validation inside the whole budget. The test examples are a fixed set, the same for every seed.",
+        "",
+        _md_table(
+            shown.rename(
+                columns={
+                    "labelled": "labelled examples (train + validation)",
+                    "hold_out": "of them validation (gradient-trained strategies)",
+                    "n_test": "test examples",
+                }
+            )
+        ),
+        "",
+    ]
+    copies = summary[summary.identical_to.astype(bool)]
+    if len(copies):
+        listed = "; ".join(
+            f"{r.dataset}/{r.budget}: {r.strategy} = {r.identical_to}" for r in copies.itertuples(index=False)
+        )
+        lines += [
+            f"**Same predictions**: {len(copies)} of {len(summary)} cells predict exactly what another strategy "
+            f"predicts at every seed and count as that result in every comparison ({listed}).",
+            "",
+        ]
+    return Section("Labels and test examples", tuple(lines))
+
+
 def _how_compared(rope: float, confidence: float) -> str:
     """One paragraph on how two strategies are compared, so a reader knows what every interval and verdict means."""
     level = f"{100 * confidence:g} %"
@@ -254,37 +498,6 @@ def _schedule(records: list[dict[str, Any]]) -> str:
     return f"{probe} The other final runs took {spread}."
 
 
-def _compute_lines(spent: pd.DataFrame) -> list[str]:
-    """The report's compute section: what each strategy spent for its accuracy."""
-    if not len(spent):
-        return ["## Compute", "", "_The cells' final runs recorded no seconds (cells of an earlier version)._", ""]
-    by_strategy = (
-        spent.groupby("strategy")
-        .agg(
-            cells=("acc_mean", "size"),
-            steps=("steps", "median"),
-            best_step=("best_step", "median"),
-            seconds_per_run=("seconds_per_run", "median"),
-            cell_minutes=("cell_minutes", "sum"),
-        )
-        .round({"steps": 0, "best_step": 0, "seconds_per_run": 1, "cell_minutes": 1})
-        .reset_index()
-    )
-    return [
-        "## Compute",
-        "",
-        "What each strategy spent for its accuracy: per final run, the optimiser steps taken, the step whose weights "
-        "it kept (early stopping keeps the best validated ones; 0: its starting weights, e.g. LP-FT's probe) and "
-        "its wall seconds, as medians over the strategy's cells; and the minutes of all its cells, tuning included "
-        "(`steps` and `best_step` per cell are in summary.csv, the seconds of every run in MLflow).",
-        "",
-        "![accuracy against compute](accuracy_vs_compute.png)",
-        "",
-        _md_table(by_strategy),
-        "",
-    ]
-
-
 def _produced_by(records: list[dict[str, Any]]) -> list[str]:
     """The machine and package versions the cells ran with (one line per distinct environment)."""
     lines = sorted({environment.summary_line(r["environment"]) for r in records if r.get("environment")})
@@ -298,48 +511,6 @@ def _md_table(df: pd.DataFrame) -> str:
     sep = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
     rows = ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, sep, *rows])
-
-
-def _equivalence(table: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for (dataset, backbone), df in table.groupby(["dataset", "backbone"], sort=False):
-        scratch = df[df.strategy == "scratch"].sort_values("per_class")
-        if len(scratch) < 2:
-            continue
-        for r in df[df.strategy != "scratch"].itertuples():
-            sign, n = stats.data_equivalence(scratch.per_class.tolist(), scratch.acc_mean.tolist(), r.acc_mean)
-            text = {"=": f"{n:.0f}", "<=": f"<= {n:.0f}", ">": f"more than measured (> {n:.0f})"}[sign]
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "backbone": backbone,
-                    "strategy": r.strategy,
-                    "examples/class": f"{r.per_class:.0f}",
-                    "test acc %": _pct(r.acc_mean),
-                    "scratch needs (examples/class)": text,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _references(table: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for dataset, df in table.groupby("dataset", sort=False):
-        if dataset not in REFERENCES:
-            continue
-        best = df.loc[df.acc_mean.idxmax()]
-        method, acc = REFERENCES[dataset]
-        rows.append(
-            {
-                "dataset": dataset,
-                "best here": f"{best.strategy} / {best.backbone}",
-                "examples/class": f"{best.per_class:.0f}",
-                "test acc %": _pct(best.acc_mean),
-                "published %": _pct(acc),
-                "published method": method,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def _interval(mean: float, low: float, high: float, signed: bool = False) -> str:
@@ -356,9 +527,9 @@ def _verdict_counts(verdicts: pd.Series, what: str) -> str:
     return f"Of {len(verdicts)} {what}: {', '.join(parts)}."
 
 
-def _verdicts(v: pd.DataFrame, rope: float, confidence: float) -> list[str]:
+def _verdicts(a: Analysis) -> Section:
     """Each strategy against the best of its dataset and budget: verdict, difference with its interval, P(run wins)."""
-    level = f"{100 * confidence:g} %"
+    v, level = a.verdicts, f"{100 * a.confidence:g} %"
     table = pd.DataFrame(
         {
             "dataset": v.dataset,
@@ -376,26 +547,28 @@ def _verdicts(v: pd.DataFrame, rope: float, confidence: float) -> list[str]:
         }
     )
     others = v[v.verdict != stats.BEST]
-    return [
-        "## Verdicts",
-        "",
-        "The best strategy at each dataset and budget has the highest mean test accuracy over its runs (backbone × "
-        "seed) and test examples. Every other strategy is compared with it. " + _how_compared(rope, confidence),
-        "",
-        _verdict_counts(others.verdict, "comparisons with the best") if len(others) else "",
-        "The same table is verdicts.csv.",
-        "",
-        _md_table(table),
-        "",
-    ]
+    return Section(
+        "Verdicts",
+        (
+            "The best strategy at each dataset and budget has the highest mean test accuracy over its runs (backbone "
+            "× seed) and test examples. Every other strategy is compared with it. "
+            + _how_compared(a.rope, a.confidence),
+            "",
+            _verdict_counts(others.verdict, "comparisons with the best") if len(others) else "",
+            "The same table is verdicts.csv.",
+            "",
+            _md_table(table),
+            "",
+        ),
+    )
 
 
-def _against_probe(probe: pd.DataFrame, rope: float, confidence: float) -> list[str]:
+def _against_probe(a: Analysis) -> Section:
     """Every strategy that trains more than the probe against it, cell by cell (``stats.against``)."""
-    if not len(probe):
-        return []
-    level = f"{100 * confidence:g} %"
-    rows = probe[probe.strategy != stats.SCRATCH]
+    if not len(a.probe):
+        return NOTHING
+    level = f"{100 * a.confidence:g} %"
+    rows = a.probe[a.probe.strategy != a.roles.get(Role.SCRATCH)]
     table = pd.DataFrame(
         {
             "dataset": rows.dataset,
@@ -411,73 +584,175 @@ def _against_probe(probe: pd.DataFrame, rope: float, confidence: float) -> list[
             "seeds": rows.seeds,
         }
     )
-    return [
-        "## Against the linear probe",
-        "",
-        f"Does training more than a linear probe on frozen features pay? Every strategy against `{stats.PROBE}` on "
-        "the same cell, paired by seed and test example, with the verdicts read as above (probe.csv has them).",
-        "",
-        _verdict_counts(rows.verdict, "comparisons with the probe"),
-        "",
-        _md_table(table),
-        "",
-    ]
+    return Section(
+        "Against the linear probe",
+        (
+            f"Does training more than a linear probe on frozen features pay? Every strategy against "
+            f"`{a.name(Role.PROBE)}` on the same cell, paired by seed and test example, with the verdicts read as "
+            "above (probe.csv has them).",
+            "",
+            _verdict_counts(rows.verdict, "comparisons with the probe"),
+            "",
+            _md_table(table),
+            "",
+        ),
+    )
 
 
-def _across_matrix(results: list[dict[str, Any]], rope: float, confidence: float) -> list[str]:
+def _across_matrix(a: Analysis) -> Section:
     """Each strategy against the linear probe and against scratch over the matrix (``stats.across_matrix``)."""
-    level = f"{100 * confidence:g} %"
-    parts = []
-    for reference in (stats.PROBE, "scratch"):
-        a = stats.across_matrix(results, reference, rope, confidence)
-        if len(a):
-            parts.append(
-                a.assign(
-                    **{
-                        f"difference (pts) [{level}]": [
-                            _interval(d, lo, hi, signed=True)
-                            for d, lo, hi in zip(a["diff"], a.ci_low, a.ci_high, strict=True)
-                        ]
-                    }
-                )[["strategy", "against", "groups", "datasets", f"difference (pts) [{level}]", "verdict"]]
-            )
-    if not parts:
-        return []
-    return [
-        "## Strategies across the matrix",
-        "",
-        f"Each strategy against `{stats.PROBE}` and against `scratch`, its difference averaged over each dataset's "
-        "budgets and then over the datasets. A dataset's budgets share their test examples, so the interval counts "
-        "each dataset's test examples once, and each (dataset, budget)'s seeds apart. It speaks for these datasets "
-        "and budgets only: a handful of datasets cannot speak for datasets at large.",
-        "",
-        *(line for part in parts for line in (_md_table(part), "")),
+    if not a.across:
+        return NOTHING
+    column = f"difference (pts) [{100 * a.confidence:g} %]"
+    parts = [
+        part.assign(
+            **{
+                column: [
+                    _interval(d, lo, hi, signed=True)
+                    for d, lo, hi in zip(part["diff"], part.ci_low, part.ci_high, strict=True)
+                ]
+            }
+        )[["strategy", "against", "groups", "datasets", column, "verdict"]]
+        for part in a.across
     ]
+    return Section(
+        "Strategies across the matrix",
+        (
+            f"Each strategy against `{a.name(Role.PROBE)}` and against `{a.name(Role.SCRATCH)}`, its difference "
+            "averaged over each dataset's budgets and then over the datasets. A dataset's budgets share their test "
+            "examples, so the interval counts each dataset's test examples once, and each (dataset, budget)'s seeds "
+            "apart. It speaks for these datasets and budgets only: a handful of datasets cannot speak for datasets "
+            "at large.",
+            "",
+            *(line for part in parts for line in (_md_table(part), "")),
+        ),
+    )
 
 
-def _below_probe_lines(records: list[dict[str, Any]]) -> list[str]:
+def _critical_difference(a: Analysis) -> Section:
+    """The Friedman test over the strategies across the matrix, and the critical-difference diagram."""
+    f, title = a.friedman, "Strategies across the matrix: Friedman test and critical differences"
+    if f["reason"]:
+        return Section(title, (f"_Not computed: {f['reason']}._", ""))
+    k, n, cd = f["k"], f["n_blocks"], f["cd"]
+    rejects = f["iman_davenport_p"] < stats.ALPHA
+    heading = f"Mean rank of {k} strategies over {n} groups (dataset, backbone, budget); CD = {cd:.2f}"
+    return Section(
+        title,
+        (
+            f"Demšar's (2006) protocol over the {n} of {f['n_blocks_total']} groups (dataset, backbone, budget) "
+            f"where all {k} strategies ran, each strategy ranked by mean test accuracy within a group (1 = best): "
+            f"Friedman's χ² = {f['chi2']:.2f} (df {k - 1}), p = {f['p_value']:.3g}; Iman and Davenport's F = "
+            f"{f['iman_davenport_f']:.2f} (df {f['df1']}, {f['df2']}), p = {f['iman_davenport_p']:.3g}. "
+            + (
+                "The strategies do not all rank alike. "
+                if rejects
+                else "That all strategies rank alike is not rejected at 0.05, so the bars below only describe. "
+            )
+            + f"Nemenyi's critical difference at α = 0.05 is {cd:.2f} ranks: strategies joined by a bar do not "
+            "differ significantly.",
+            "",
+            "![critical-difference diagram](critical_difference.png)",
+            "",
+        ),
+        {
+            "critical_difference.png": functools.partial(
+                plots.cd_diagram, f["mean_ranks"], cd, f["groups"], heading, roles=a.roles
+            )
+        },
+    )
+
+
+def _gain_over_scratch(a: Analysis) -> Section:
+    """The heatmap of every strategy's gain over scratch, and how many gains each verdict got."""
+    if not len(a.gains):
+        return Section("Gain over scratch", ("_No scratch cells to compare._", ""))
+    return Section(
+        "Gain over scratch",
+        ("![gain heatmap](gain_heatmap.png)", "", _verdict_counts(a.gains.gain_verdict, "gains over scratch"), ""),
+        {"gain_heatmap.png": functools.partial(plots.gain_heatmap, a.gains)},
+    )
+
+
+def _cell_rows(a: Analysis) -> pd.DataFrame:
+    """The per-cell table: accuracy with its spread and interval, macro-F1, the gain over scratch and its verdict."""
+    s, scratch = a.summary, a.roles.get(Role.SCRATCH)
+    return pd.DataFrame(
+        {
+            "dataset": s.dataset,
+            "backbone": s.backbone,
+            "budget": s.budget,
+            "n_train": s.n_train,
+            "n_val": s.n_val,
+            "n_test": s.n_test,
+            "strategy": s.strategy,
+            "same predictions as": s.identical_to,
+            "seeds": s.seeds,
+            "test acc % (mean ± std)": [
+                f"{_pct(m)} ± {_pct(sd)}" for m, sd in zip(s.test_acc_mean, s.test_acc_std, strict=True)
+            ],
+            "95 % CI": [
+                f"[{_pct(lo)}, {_pct(hi)}]" for lo, hi in zip(s.test_acc_ci_low, s.test_acc_ci_high, strict=True)
+            ],
+            "macro-F1 %": s.test_macro_f1_mean.map(_pct),
+            "gain (pts) [95 % CI]": [
+                "baseline" if name == scratch else _interval(g, lo, hi, signed=True)
+                for name, g, lo, hi in zip(s.strategy, s.gain_over_scratch, s.gain_ci_low, s.gain_ci_high, strict=True)
+            ],
+            "verdict": s.gain_verdict.fillna(""),
+            "P(run wins)": s.p_improve.map(_p),
+        }
+    )
+
+
+def _cells(a: Analysis) -> Section:
+    """Every cell's accuracy and its gain over scratch."""
+    return Section(
+        "Test accuracy per cell",
+        (
+            f"Mean ± standard deviation over seeds; the {100 * a.confidence:g} % interval of the accuracy counts the "
+            "seeds and the test examples (on the logit scale, mapped back, so it stays within [0, 100 %]). Then "
+            "macro-F1, and the paired gain over scratch at the same backbone, dataset and budget with its interval, "
+            "its verdict and the share of (run, scratch run) pairs the strategy wins; gains.csv has them too.",
+            "",
+            _md_table(_cell_rows(a)),
+            "",
+        ),
+    )
+
+
+def _negative_transfer(a: Analysis) -> Section:
+    """The strategies shown worse than scratch."""
+    negative = a.gains[a.gains.negative_transfer] if len(a.gains) else a.gains
+    if not len(negative):
+        text = f"None: no strategy is shown worse than scratch by more than {100 * a.rope:g} point(s)."
+    else:
+        columns = ["gain", "gain_ci_low", "gain_ci_high"]
+        shown = negative[["dataset", "backbone", "budget", "strategy", *columns]]
+        text = _md_table(shown.assign(**{c: (100 * shown[c]).round(1) for c in columns}))
+    return Section("Negative transfer", (text, ""))
+
+
+def _below_probe(a: Analysis) -> Section:
     """Strategies that end well below the linear probe on their cell, each with the measured reason."""
-    head = [
-        "## Below the linear probe",
-        "",
+    head = (
         f"Strategies whose mean test accuracy ends more than {100 * stats.BELOW_PROBE_MARGIN:.0f} points below "
-        f"`{stats.PROBE}` on the same cell (paired by seed), with what their final runs measured: the median "
+        f"`{a.name(Role.PROBE)}` on the same cell (paired by seed), with what their final runs measured: the median "
         "validation accuracy of the weights they kept against the probe's, the median optimiser steps and the step "
         "kept. _still improving_: the runs kept their last step, so the step cap cut them short; _validation "
         "misled_: the kept weights validated at least as well as the probe; _fixed schedule_: the budget left no "
         "hold-out, so the runs kept their last weights (the probe's validation accuracy is its cross-validated "
-        "one); _fell after step b_: the best "
-        "validation came at step b, after which training moved away faster than it improved, and the run ended with "
-        "that step's weights.",
+        "one); _fell after step b_: the best validation came at step b, after which training moved away faster "
+        "than it improved, and the run ended with that step's weights.",
         "",
-    ]
-    below = stats.below_probe(records)
+    )
+    below = a.below
     if not len(below):
-        return [
-            *head,
-            f"None: every strategy ends within {100 * stats.BELOW_PROBE_MARGIN:.0f} points of the probe.",
-            "",
-        ]
+        margin = f"{100 * stats.BELOW_PROBE_MARGIN:.0f}"
+        return Section(
+            "Below the linear probe", (*head, f"None: every strategy ends within {margin} points of the probe.", "")
+        )
+    whole = lambda x: "" if pd.isna(x) else f"{x:.0f}"  # noqa: E731
     table = pd.DataFrame(
         {
             "dataset": below.dataset,
@@ -491,58 +766,98 @@ def _below_probe_lines(records: list[dict[str, Any]]) -> list[str]:
                 f"{'no hold-out' if pd.isna(v) else _pct(v)} ({_pct(p)})"
                 for v, p in zip(below.val_acc, below.probe_val_acc, strict=True)
             ],
-            "steps": below.steps.map(lambda x: "" if pd.isna(x) else f"{x:.0f}"),
-            "step kept": below.best_step.map(lambda x: "" if pd.isna(x) else f"{x:.0f}"),
+            "steps": below.steps.map(whole),
+            "step kept": below.best_step.map(whole),
             "cause": below.cause,
         }
     )
-    return [*head, _md_table(table), ""]
+    return Section("Below the linear probe", (*head, _md_table(table), ""))
 
 
-def _critical_difference(table: pd.DataFrame, out: Path) -> tuple[list[str], dict[str, Path]]:
-    """The Friedman test over the strategies across the matrix, and the critical-difference diagram."""
-    f = stats.friedman(table)
-    head = ["## Strategies across the matrix: Friedman test and critical differences", ""]
-    if f["reason"]:
-        return [*head, f"_Not computed: {f['reason']}._", ""], {}
-    k, n = f["k"], f["n_blocks"]
-    cd = stats.nemenyi_cd(k, n)
-    groups = stats.cd_groups(f["mean_ranks"], cd)
-    title = f"Mean rank of {k} strategies over {n} groups (dataset, backbone, budget); CD = {cd:.2f}"
-    figure = plots.cd_diagram(f["mean_ranks"], cd, groups, title, out / "critical_difference.png")
-    rejects = f["iman_davenport_p"] < stats.ALPHA
-    lines = [
-        *head,
-        f"Demšar's (2006) protocol over the {n} of {f['n_blocks_total']} groups (dataset, backbone, budget) where "
-        f"all {k} strategies ran, each strategy ranked by mean test accuracy within a group (1 = best): Friedman's "
-        f"χ² = {f['chi2']:.2f} (df {k - 1}), p = {f['p_value']:.3g}; Iman and Davenport's F = "
-        f"{f['iman_davenport_f']:.2f} (df {f['df1']}, {f['df2']}), p = {f['iman_davenport_p']:.3g}. "
-        + (
-            "The strategies do not all rank alike. "
-            if rejects
-            else "That all strategies rank alike is not rejected at 0.05, so the bars below only describe. "
+def _data_efficiency(a: Analysis) -> Section:
+    """Accuracy against the budget, and how many examples per class scratch needs to match each strategy."""
+    e = a.equivalence
+    shown = e
+    if len(e):
+        needs = [
+            {"=": f"{n:.0f}", "<=": f"<= {n:.0f}", ">": f"more than measured (> {n:.0f})"}[sign]
+            for sign, n in zip(e.sign, e.n, strict=True)
+        ]
+        shown = pd.DataFrame(
+            {
+                "dataset": e.dataset,
+                "backbone": e.backbone,
+                "strategy": e.strategy,
+                "examples/class": e.per_class.map("{:.0f}".format),
+                "test acc %": e.acc_mean.map(_pct),
+                "scratch needs (examples/class)": needs,
+            }
         )
-        + f"Nemenyi's critical difference at α = 0.05 is {cd:.2f} ranks: strategies joined by a bar do not differ "
-        "significantly.",
-        "",
-        "![critical-difference diagram](critical_difference.png)",
-        "",
-    ]
-    return lines, {"critical_difference.png": figure}
+    return Section(
+        "Data efficiency",
+        (
+            "![accuracy against budget](accuracy_vs_budget.png)",
+            "",
+            "How many training examples per class scratch needs to match each strategy (scratch's curve interpolated "
+            "in log examples per class):",
+            "",
+            _md_table(shown) if len(shown) else "_Needs scratch at two or more budgets._",
+            "",
+        ),
+        {"accuracy_vs_budget.png": functools.partial(plots.accuracy_curves, a.table, roles=a.roles)},
+    )
 
 
-OUTCOMES = {"feature_extraction": "probe", "best_finetune": "best fine-tune"}
+def _compute(a: Analysis) -> Section:
+    """What each strategy spent for its accuracy."""
+    if not len(a.spent):
+        return Section("Compute", ("_The cells' final runs recorded no seconds (cells of an earlier version)._", ""))
+    return Section(
+        "Compute",
+        (
+            "What each strategy spent for its accuracy: per final run, the optimiser steps taken, the step whose "
+            "weights it kept (early stopping keeps the best validated ones; 0: its starting weights, e.g. LP-FT's "
+            "probe) and its wall seconds, as medians over the strategy's cells; and the minutes of all its cells, "
+            "tuning included (`steps` and `best_step` per cell are in summary.csv, the seconds of every run in "
+            "MLflow).",
+            "",
+            "![accuracy against compute](accuracy_vs_compute.png)",
+            "",
+            _md_table(a.spent_by_strategy),
+            "",
+        ),
+        {"accuracy_vs_compute.png": functools.partial(plots.accuracy_vs_compute, a.spent, roles=a.roles)},
+    )
 
 
-def _transferability(rows: pd.DataFrame | None, table: pd.DataFrame, out: Path) -> tuple[list[str], dict[str, Path]]:
+def _ranks(a: Analysis) -> Section:
+    """The strategies' mean ranks and their win rates against each other."""
+    wins = a.wins.map(lambda x: "" if pd.isna(x) else f"{100 * x:.0f} %")
+    return Section(
+        "Strategy ranks and win rates",
+        (
+            "![strategy ranks](ranks.png)",
+            "",
+            _md_table(a.ranks.assign(mean_rank=a.ranks.mean_rank.round(2))),
+            "",
+            "Win rate of the row strategy against the column strategy over the groups where both ran (ties count "
+            "half):",
+            "",
+            _md_table(wins.reset_index(names="strategy")),
+            "",
+        ),
+        {"ranks.png": functools.partial(plots.rank_bars, a.ranks, roles=a.roles)},
+    )
+
+
+def _transferability(a: Analysis) -> Section:
     """Transferability scores of each backbone beside the accuracy it reached, and how well they rank backbones."""
     from bench import scores
 
-    head = ["## Transferability scores against realised accuracy", ""]
-    if rows is None or not len(rows):
-        return [*head, "_No scores: no pretrained strategy here, or scoring failed (see the log)._", ""], {}
-    points = scores.against_outcomes(rows, table)
-    outcomes = [o for o in OUTCOMES if points[o].notna().any()]
+    title = "Transferability scores against realised accuracy"
+    if a.transfer is None:
+        return Section(title, ("_No scores: no pretrained strategy here, or scoring failed (see the log)._", ""))
+    rows, points = a.transfer.rows, a.transfer.points
     n_seeds = rows.groupby(["dataset", "budget", "backbone"]).seed.nunique().max()
     shown = points.assign(
         **{s: points[s].map(lambda x: "" if pd.isna(x) else f"{x:.3f}") for s in scores.SCORES},
@@ -551,7 +866,6 @@ def _transferability(rows: pd.DataFrame | None, table: pd.DataFrame, out: Path) 
     shown.columns = [*shown.columns[:-3], "probe acc %", "best fine-tune acc %", "best fine-tune"]
     no_source = sorted(rows[rows.leep.isna()].backbone.unique())
     lines = [
-        *head,
         "Before any training, each pretrained backbone is scored on the frozen features of the training examples of "
         f"each seed's split ({n_seeds} splits, the means shown; validation and test examples are never read): "
         "LogME (You et al. 2021); LEEP (Nguyen et al. 2020) and NCE (Tran et al. 2019) from the backbone's source "
@@ -559,9 +873,9 @@ def _transferability(rows: pd.DataFrame | None, table: pd.DataFrame, out: Path) 
         "predicts better transfer. H-score sits at its maximum, classes - 1, whenever there are no more training "
         "examples than feature dimensions plus one, so at a few examples per class only the regularised form can "
         "tell backbones apart. Beside the scores: the test accuracy each backbone reached with the linear probe "
-        "(`feature_extraction`) and with its best fine-tuning strategy. The scores are in transferability.csv, one "
-        "row per split, and in MLflow (`transfer.<score>` on the cell runs, one `transferability/<backbone>` run "
-        "per backbone).",
+        f"(`{a.name(Role.PROBE)}`) and with its best fine-tuning strategy. The scores are in transferability.csv, "
+        "one row per split, and in MLflow (`transfer.<score>` on the cell runs, one `transferability/<backbone>` "
+        "run per backbone).",
         "",
         _md_table(shown),
         "",
@@ -571,16 +885,39 @@ def _transferability(rows: pd.DataFrame | None, table: pd.DataFrame, out: Path) 
             else []
         ),
     ]
-    if not outcomes:
-        return [*lines, "_No feature_extraction or fine-tuning cells to set the scores against._", ""], {}
-    taus = stats.rank_correlations(points, scores.SCORES, outcomes, ["dataset", "budget"])
+    if a.transfer.taus is None:
+        lines += [f"_No {a.name(Role.PROBE)} or fine-tuning cells to set the scores against._", ""]
+        return Section(title, tuple(lines))
+    taus = a.transfer.taus
     by_group = taus[taus.dataset != "all"].groupby(["dataset", "budget"], sort=False).n.max()
     few = [f"{d} at {b} ({n})" for (d, b), n in by_group.items() if n < 3]
     if few:
         lines += [f"Too few backbones to conclude anything (fewer than 3; how many in brackets): {', '.join(few)}.", ""]
     if len(few) == len(by_group):
-        return lines, {}
-    kept = taus[taus.note == ""]
+        return Section(title, tuple(lines))
+    correlations, figures = _correlations(a.transfer)
+    lines += [
+        "How well each score orders the backbones by the accuracy they reached, per dataset and budget, and pooled "
+        "over them (`all`: pairs of backbones within the same dataset and budget only, so scores on different "
+        "scales do not mix): Kendall's τ-b with its two-sided p-value, and weighted τ (hyperbolic weights: the top "
+        "of the ranking counts most) with a two-sided permutation p-value. With 3 backbones a group's smallest "
+        "possible p is 0.33, with 4 it is 0.083: a single group shows a sign, not evidence; the pooled rows are "
+        "the test.",
+        "",
+        _md_table(correlations),
+        "",
+        *(f"![{name[7:-4]} against {OUTCOMES[a.transfer.outcomes[-1]]} accuracy]({name})" for name in figures),
+        "",
+    ]
+    return Section(title, tuple(lines), figures)
+
+
+def _correlations(t: Transfer) -> tuple[pd.DataFrame, dict[str, Figure]]:
+    """The table of each score's rank correlations with each outcome, per group and pooled, and a scatter per score
+    against the last outcome (the best fine-tuning where there is one)."""
+    from bench import scores
+
+    kept = t.taus[t.taus.note == ""]
     correlations = pd.DataFrame(
         [
             {
@@ -592,38 +929,91 @@ def _transferability(rows: pd.DataFrame | None, table: pd.DataFrame, out: Path) 
                     f"{label} {OUTCOMES[o]} (p)": _tau(*g.loc[g.outcome == o, [col, f"{col}_p"]].iloc[0])
                     if (g.outcome == o).any()
                     else ""
-                    for o in outcomes
+                    for o in t.outcomes
                     for col, label in (("tau", "τ"), ("weighted_tau", "weighted τ"))
                 },
             }
             for (dataset, budget, score), g in kept.groupby(["dataset", "budget", "score"], sort=False)
         ]
     )
-    target = outcomes[-1]
+    target = t.outcomes[-1]
     figures = {
-        f"scores_{s}.png": plots.score_scatter(points, s, target, taus[taus.outcome == target], out / f"scores_{s}.png")
+        f"scores_{s}.png": functools.partial(plots.score_scatter, t.points, s, target, t.taus[t.taus.outcome == target])
         for s in scores.SCORES
         if kept[kept.score == s].size
     }
-    lines += [
-        "How well each score orders the backbones by the accuracy they reached, per dataset and budget, and pooled "
-        "over them (`all`: pairs of backbones within the same dataset and budget only, so scores on different "
-        "scales do not mix): Kendall's τ-b with its two-sided p-value, and weighted τ (hyperbolic weights: the top "
-        "of the ranking counts most) with a two-sided permutation p-value. With 3 backbones a group's smallest "
-        "possible p is 0.33, with 4 it is 0.083: a single group shows a sign, not evidence; the pooled rows are "
-        "the test.",
-        "",
-        _md_table(correlations),
-        "",
-        *(f"![{name[7:-4]} against {OUTCOMES[target]} accuracy]({name})" for name in figures),
-        "",
-    ]
-    return lines, figures
+    return correlations, figures
 
 
 def _tau(tau: float, p: float) -> str:
     """τ and its p-value; undefined when every backbone ties on the score or on the accuracy."""
     return "undefined: ties" if pd.isna(tau) else f"{tau:+.2f} ({p:.3f})"
+
+
+def _published(a: Analysis) -> Section:
+    """The best accuracy here beside the published figure of each dataset that has one."""
+    r = a.references
+    if not len(r):
+        return Section("Against published figures", ("_No dataset with a published reference._", ""))
+    shown = pd.DataFrame(
+        {
+            "dataset": r.dataset,
+            "best here": r.strategy + " / " + r.backbone,
+            "examples/class": r.per_class.map("{:.0f}".format),
+            "test acc %": r.acc_mean.map(_pct),
+            "published %": r.acc.map(_pct),
+            "published method": r.method,
+        }
+    )
+    return Section("Against published figures", (_md_table(shown), ""))
+
+
+# The report, in order. A section is a function of the analysis; one that has nothing to say returns NOTHING.
+SECTIONS: list[Callable[[Analysis], Section]] = [
+    _opening,
+    _labels,
+    _verdicts,
+    _against_probe,
+    _across_matrix,
+    _critical_difference,
+    _gain_over_scratch,
+    _cells,
+    _negative_transfer,
+    _below_probe,
+    _data_efficiency,
+    _compute,
+    _ranks,
+    _transferability,
+    _published,
+]
+
+
+def sections(a: Analysis) -> list[Section]:
+    """The report's sections with something to say, in order."""
+    return [s for s in (section(a) for section in SECTIONS) if s.title]
+
+
+def markdown_of(parts: list[Section]) -> str:
+    return "\n".join(s.markdown for s in parts)
+
+
+def write(a: Analysis) -> Path:
+    """Write summary.csv, predictions.csv.gz, verdicts.csv, gains.csv, probe.csv, the figures, report.md and
+    report.html into results/<experiment>/, and remove the figures an earlier report drew and this one does not;
+    return report.md's path."""
+    out = paths.experiment_dir(a.experiment)
+    a.summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
+    write_predictions(a.records, out / "predictions.csv.gz")
+    for name, df in (("verdicts", a.verdicts), ("gains", a.gains), ("probe", a.probe)):
+        df.to_csv(out / f"{name}.csv", index=False, float_format="%.4f")
+    parts = sections(a)
+    figures = {name: draw(out / name) for s in parts for name, draw in s.figures.items()}
+    for stale in set(out.glob("*.png")) - set(figures.values()):
+        stale.unlink()
+    report, text = out / "report.md", markdown_of(parts)
+    report.write_text(text)
+    report.with_suffix(".html").write_text(_html_page(parts[0].title, text, figures))
+    return report
 
 
 def write_report(
@@ -634,166 +1024,10 @@ def write_report(
     rope: float = stats.ROPE,
     confidence: float = stats.CONFIDENCE,
 ) -> tuple[Path, pd.DataFrame]:
-    """Write summary.csv, verdicts.csv, gains.csv, probe.csv, report.md, the plots and report.html into
-    results/<experiment>/; return report.md's path and the summary.
-
-    ``scores`` are the transferability rows of ``bench.scores`` (none: the report says so); ``rope`` and
-    ``confidence`` decide the verdicts (the experiment's ``statistics``)."""
-    out = paths.experiment_dir(experiment)
-    summary = summarize(records, rope, confidence)
-    summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
-    write_predictions(records, out / "predictions.csv.gz")
-    table = stats.cells(records, confidence)
-    # comparisons count strategies with the same predictions once
-    results = stats.distinct(records, set(summary.cell_key[summary.identical_to.astype(bool)]))
-    verdicts = stats.verdicts(results, rope, confidence)
-    verdicts.to_csv(out / "verdicts.csv", index=False, float_format="%.4f")
-    gains = stats.gains_over_scratch(results, rope, confidence)
-    gains.to_csv(out / "gains.csv", index=False, float_format="%.4f")
-    probe = stats.against(results, stats.PROBE, rope, confidence)
-    probe.to_csv(out / "probe.csv", index=False, float_format="%.4f")
-    distinct_cells = stats.cells(results, confidence)  # ranks and the Friedman test count a copy once
-    ranks = stats.ranks(distinct_cells)
-    figures = {
-        "accuracy_vs_budget.png": plots.accuracy_curves(table, out / "accuracy_vs_budget.png"),
-        "ranks.png": plots.rank_bars(ranks, out / "ranks.png"),
-    }
-    if len(gains):
-        figures["gain_heatmap.png"] = plots.gain_heatmap(gains, out / "gain_heatmap.png")
-    spent = compute(records)
-    if len(spent):
-        figures["accuracy_vs_compute.png"] = plots.accuracy_vs_compute(spent, out / "accuracy_vs_compute.png")
-    cd_lines, cd_figure = _critical_difference(distinct_cells, out)
-    transfer_lines, transfer_figures = _transferability(scores, table, out)
-    figures |= cd_figure | transfer_figures
-    for stale in set(out.glob("*.png")) - set(figures.values()):  # plots an earlier report drew and this one does not
-        stale.unlink()
-
-    cell_rows = summary.assign(
-        **{
-            "test acc % (mean ± std)": [
-                f"{_pct(m)} ± {_pct(s)}" for m, s in zip(summary.test_acc_mean, summary.test_acc_std, strict=True)
-            ],
-            "95 % CI": [
-                f"[{_pct(lo)}, {_pct(hi)}]"
-                for lo, hi in zip(summary.test_acc_ci_low, summary.test_acc_ci_high, strict=True)
-            ],
-            "macro-F1 %": summary.test_macro_f1_mean.map(_pct),
-            "gain (pts) [95 % CI]": [
-                "baseline" if s == "scratch" else _interval(g, lo, hi, signed=True)
-                for s, g, lo, hi in zip(
-                    summary.strategy, summary.gain_over_scratch, summary.gain_ci_low, summary.gain_ci_high, strict=True
-                )
-            ],
-            "verdict": summary.gain_verdict.fillna(""),
-            "P(run wins)": summary.p_improve.map(_p),
-            "same predictions as": summary.identical_to,
-        }
-    )[
-        [
-            "dataset",
-            "backbone",
-            "budget",
-            "n_train",
-            "n_val",
-            "n_test",
-            "strategy",
-            "same predictions as",
-            "seeds",
-            "test acc % (mean ± std)",
-            "95 % CI",
-            "macro-F1 %",
-            "gain (pts) [95 % CI]",
-            "verdict",
-            "P(run wins)",
-        ]
-    ]
-    negative = gains[gains.negative_transfer] if len(gains) else gains
-    wins = stats.win_rates(table).map(lambda x: "" if pd.isna(x) else f"{100 * x:.0f} %")
-    equivalence = _equivalence(table)
-    fewest, most = int(table.seeds.min()), int(table.seeds.max())
-    seeds = f"{fewest} paired seeds each" if fewest == most else f"{fewest} to {most} paired seeds"
-    raced = int((table.seeds > fewest).sum())
-    lines = [
-        f"# {experiment}: transfer against training from scratch",
-        "",
-        f"{len(records)} cells, {seeds} (every strategy at a dataset, budget and seed trains on the same examples"
-        + (f"; {raced} cells of comparisons still open after {fewest} seeds got more: racing" if raced else "")
-        + f"). Written {datetime.date.today().isoformat()}"
-        + (
-            f"; its cells took {cell_seconds / 60:.1f} min of training, tuning and testing, summed over cells "
-            "(workers train cells side by side)."
-            if cell_seconds
-            else "."
-        ),
-        "",
-        *_outside_budget(records),
-        _schedule(records),
-        "",
-        *_produced_by(records),
-        "",
-        *_labels(records, summary),
-        *_verdicts(verdicts, rope, confidence),
-        *_against_probe(probe, rope, confidence),
-        *_across_matrix(results, rope, confidence),
-        *cd_lines,
-        "## Gain over scratch",
-        "",
-        "![gain heatmap](gain_heatmap.png)" if "gain_heatmap.png" in figures else "_No scratch cells to compare._",
-        "",
-        *([_verdict_counts(gains.gain_verdict, "gains over scratch"), ""] if len(gains) else []),
-        "## Test accuracy per cell",
-        "",
-        f"Mean ± standard deviation over seeds; the {100 * confidence:g} % interval of the accuracy counts the seeds "
-        "and the test examples (on the logit scale, mapped back, so it stays within [0, 100 %]). Then macro-F1, and "
-        "the paired gain over scratch at the same backbone, dataset and budget with its interval, its verdict and "
-        "the share of (run, scratch run) pairs the strategy wins; gains.csv has them too.",
-        "",
-        _md_table(cell_rows),
-        "",
-        "## Negative transfer",
-        "",
-        _md_table(
-            negative[["dataset", "backbone", "budget", "strategy", "gain", "gain_ci_low", "gain_ci_high"]].assign(
-                gain=lambda d: (100 * d.gain).round(1),
-                gain_ci_low=lambda d: (100 * d.gain_ci_low).round(1),
-                gain_ci_high=lambda d: (100 * d.gain_ci_high).round(1),
-            )
-        )
-        if len(negative)
-        else f"None: no strategy is shown worse than scratch by more than {100 * rope:g} point(s).",
-        "",
-        *_below_probe_lines(records),
-        "## Data efficiency",
-        "",
-        "![accuracy against budget](accuracy_vs_budget.png)",
-        "",
-        "How many training examples per class scratch needs to match each strategy (scratch's curve interpolated "
-        "in log examples per class):",
-        "",
-        _md_table(equivalence) if len(equivalence) else "_Needs scratch at two or more budgets._",
-        "",
-        *_compute_lines(spent),
-        "## Strategy ranks and win rates",
-        "",
-        "![strategy ranks](ranks.png)",
-        "",
-        _md_table(ranks.assign(mean_rank=ranks.mean_rank.round(2))),
-        "",
-        "Win rate of the row strategy against the column strategy over the groups where both ran (ties count half):",
-        "",
-        _md_table(wins.reset_index(names="strategy")),
-        "",
-        *transfer_lines,
-        "## Against published figures",
-        "",
-        _md_table(_references(table)) if len(_references(table)) else "_No dataset with a published reference._",
-        "",
-    ]
-    report, text = out / "report.md", "\n".join(lines)
-    report.write_text(text)
-    report.with_suffix(".html").write_text(_html_page(experiment, text, figures))
-    return report, summary
+    """``write`` the report of ``records`` (``analyse`` says what the arguments mean); return report.md's path and
+    the summary."""
+    a = analyse(experiment, records, cell_seconds, scores, rope, confidence)
+    return write(a), a.summary
 
 
 # Plain and readable in MLflow's artifact viewer and a browser alike; no fonts or anything else to fetch
@@ -813,13 +1047,14 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0
 """
 
 
-def _html_page(experiment: str, text: str, figures: dict[str, Path]) -> str:
-    """The report's markdown ``text`` as one HTML page that needs no other file: its plots inline, its own CSS."""
+def _html_page(title: str, text: str, figures: dict[str, Path]) -> str:
+    """The report's markdown ``text``, titled ``title``, as one HTML page that needs no other file: its plots
+    inline, its own CSS."""
     body = _inline_images(markdown.markdown(text, extensions=["tables"]), figures)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(experiment)}: transfer against training from scratch</title>\n<style>{CSS}</style>\n"
+        f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n"
         f"</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
 
@@ -845,10 +1080,28 @@ def _verdict_line(group: pd.DataFrame) -> str:
     )
 
 
-def experiment_note(exp: Experiment, records: list[dict[str, Any]], summary_run: str) -> str:
+def _best_strategies(a: Analysis) -> Section:
+    """The best strategy at each dataset and budget, and those not shown worse than it (the MLflow note's part)."""
+    return Section(
+        "Best strategies",
+        (
+            "Best strategy at each dataset and budget (highest mean test accuracy over every backbone and seed, "
+            f"with its {100 * a.confidence:g} % interval over seeds and test examples), and the "
+            f"strategies not shown worse than it by more than {100 * a.rope:g} point(s):",
+            "",
+            *(_verdict_line(g) for _, g in a.verdicts.groupby(["dataset", "budget"], sort=False)),
+            "",
+        ),
+    )
+
+
+def experiment_note(
+    exp: Experiment, records: list[dict[str, Any]], summary_run: str, analysis: Analysis | None = None
+) -> str:
     """A short markdown summary for the MLflow experiment's description: what ran, the best strategy at each
-    dataset and budget (the report's verdicts), and where the full report is (``summary_run``'s artifacts)."""
-    verdicts = stats.verdicts(stats.distinct(records), exp.statistics.rope, exp.statistics.confidence)
+    dataset and budget (the report's verdicts), and where the full report is (``summary_run``'s artifacts).
+    ``analysis`` is the report's, so the note says what the report says; without it the records are analysed."""
+    a = analysis or analyse(exp.name, records, rope=exp.statistics.rope, confidence=exp.statistics.confidence)
     seeds = f"{exp.seeds.min} to {exp.seeds.most}" if exp.seeds.races else str(exp.seeds.min)
     return "\n".join(
         [
@@ -858,14 +1111,9 @@ def experiment_note(exp: Experiment, records: list[dict[str, Any]], summary_run:
             f"- datasets: {', '.join(ds.name for ds in exp.datasets)}",
             f"- strategies: {', '.join(exp.strategies)}",
             f"- budgets (training examples per class): {', '.join(map(str, exp.budgets))}",
-            f"- {seeds} seeds and {exp.tuning.n_trials} Optuna trials per cell; {len(records)} cells finished",
+            f"- {seeds} seeds and {exp.tuning.n_trials} Optuna trials per cell; {len(a.records)} cells finished",
             "",
-            "Best strategy at each dataset and budget (highest mean test accuracy over every backbone and seed, "
-            f"with its {100 * exp.statistics.confidence:g} % interval over seeds and test examples), and the "
-            f"strategies not shown worse than it by more than {100 * exp.statistics.rope:g} point(s):",
-            "",
-            *(_verdict_line(g) for _, g in verdicts.groupby(["dataset", "budget"], sort=False)),
-            "",
+            *_best_strategies(a).lines,
             f"The full report: `report.html` in the artifacts of the run `{summary_run}` (`stage=summary`), with "
             "report.md, summary.csv and the plots.",
         ]
@@ -873,12 +1121,14 @@ def experiment_note(exp: Experiment, records: list[dict[str, Any]], summary_run:
 
 
 def print_summary(df: pd.DataFrame, console: Console, title: str) -> None:
+    """The summary's cells as a table on the console: accuracy, scratch's, and the gain over it."""
+    scratch = baselines(df.strategy.unique()).get(Role.SCRATCH)
     table = Table(title=title)
     for col in ("dataset", "backbone", "budget", "strategy", "test acc % (mean ± std)", "scratch %", "gain (pts)"):
         table.add_column(col, justify="right" if "%" in col or col in ("budget", "gain (pts)") else "left")
     for row in df.itertuples():
         gain = "" if pd.isna(row.gain_over_scratch) else f"{100 * row.gain_over_scratch:+.1f}"
-        gain = "baseline" if row.strategy == "scratch" else gain
+        gain = "baseline" if row.strategy == scratch else gain
         table.add_row(
             row.dataset,
             row.backbone,

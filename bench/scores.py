@@ -27,7 +27,7 @@ from bench.config import BackboneConfig, Experiment
 from bench.data import LoadedDataset
 from bench.features import cached_features, weights_digest
 from bench.matrix import expand
-from bench.strategies import STRATEGIES
+from bench.strategies import STRATEGIES, Role, baselines
 from bench.trainer import pick_device, split_of
 
 SCORES = list(transferability.ESTIMATORS)
@@ -151,14 +151,16 @@ def per_backbone(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def against_outcomes(rows: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, budget, backbone): the mean scores beside the realised test accuracy of ``feature_extraction``
-    and of the best strategy that fine-tunes the backbone (each backbone's own best), from ``stats.cells``."""
+    """Per (dataset, budget, backbone): the mean scores beside the realised test accuracy of the linear probe
+    (``probe``: the strategy of ``Role.PROBE``) and of the best strategy that fine-tunes the backbone
+    (``best_finetune``: each backbone's own best, named in ``best_finetune_strategy``), from ``stats.cells``."""
     points = per_backbone(rows)
     tuned = [
         s for s in table.strategy.unique() if STRATEGIES.get(s).pretrained and not STRATEGIES.get(s).frozen_backbone
     ]
     key = ["dataset", "budget", "backbone"]
-    probe = table[table.strategy == "feature_extraction"].set_index(key)["acc_mean"].rename("feature_extraction")
+    probe_name = baselines(table.strategy.unique()).get(Role.PROBE)
+    probe = table[table.strategy == probe_name].set_index(key)["acc_mean"].rename("probe")
     best = table[table.strategy.isin(tuned)].sort_values("acc_mean").groupby(key).tail(1).set_index(key)
     points = points.join(probe, on=key).join(best["acc_mean"].rename("best_finetune"), on=key)
     return points.join(best["strategy"].rename("best_finetune_strategy"), on=key)

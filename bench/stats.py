@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from bench import comparison
+from bench.strategies import Role, baselines
 
 GROUP = ["dataset", "backbone", "budget"]
 ALPHA = 0.05
@@ -123,13 +124,20 @@ def _by_group(records: list[dict[str, Any]], group: list[str]) -> dict[tuple, di
     return out
 
 
-BEST, SCRATCH = "best", "scratch"
+def baseline(records: list[dict[str, Any]], role: Role) -> str | None:
+    """The strategy of ``records`` that plays the baseline ``role`` (None: none does)."""
+    return baselines({r["strategy"] for r in records}).get(role)
+
+
+BEST = "best"  # the verdict of a dataset and budget's best strategy, and the kind of a contest against it
+SAME_CELL = "same cell"  # the kind of a contest against a given strategy at the same dataset, backbone and budget
 
 
 @dataclass(frozen=True)
 class Contest:
     """One paired comparison the report makes: ``strategy`` against the best of its dataset and budget (``kind``
-    BEST, backbones pooled) or against scratch at its dataset, backbone and budget (``kind`` SCRATCH)."""
+    BEST, backbones pooled) or against a given ``reference`` (scratch, the probe) at its dataset, backbone and budget
+    (``kind`` SAME_CELL)."""
 
     kind: str
     group: dict[str, str]
@@ -140,13 +148,18 @@ class Contest:
 
 
 def contests(
-    records: list[dict[str, Any]], confidence: float = CONFIDENCE, kinds: tuple[str, ...] = (BEST, SCRATCH)
+    records: list[dict[str, Any]],
+    confidence: float = CONFIDENCE,
+    best: bool = True,
+    references: Collection[str] | None = None,
 ) -> list[Contest]:
-    """Every strategy against each of ``kinds``: BEST, the best of its (dataset, budget); or a strategy's name
-    (scratch, the probe), that strategy at its (dataset, backbone, budget). Pass records without copies
-    (``distinct``): a copy is the same result."""
+    """Every strategy against the best of its (dataset, budget) when ``best``, then against each strategy named in
+    ``references`` at its (dataset, backbone, budget); by default that is the scratch baseline (``Role.SCRATCH``)
+    among the records. Pass records without copies (``distinct``): a copy is the same result."""
+    if references is None:
+        references = [name] if (name := baseline(records, Role.SCRATCH)) else []
     out = []
-    for kind in kinds:
+    for kind in [BEST] * best + list(references):
         group = ["dataset", "budget"] if kind == BEST else GROUP
         for key, strategies in _by_group(records, group).items():
             runs = {name: comparison.correct(cell) for name, cell in strategies.items()}
@@ -160,7 +173,7 @@ def contests(
                 if name != reference:
                     out.append(
                         Contest(
-                            kind,
+                            BEST if kind == BEST else SAME_CELL,
                             dict(zip(group, key, strict=True)),
                             name,
                             reference,
@@ -180,13 +193,13 @@ def _best(runs: dict[str, dict[comparison.Run, dict[int, float]]], confidence: f
 def against(
     records: list[dict[str, Any]], reference: str, rope: float = ROPE, confidence: float = CONFIDENCE
 ) -> pd.DataFrame:
-    """Each strategy against ``reference`` (``scratch``, the probe) at the same backbone, dataset and budget,
+    """Each strategy against the strategy ``reference`` (scratch, the probe) at the same backbone, dataset and budget,
     paired by seed and test example: ``diff``, its interval ``ci_low``, ``ci_high`` over seeds and test examples
     (``comparison.difference``), the ``verdict`` against +-``rope`` (better, worse, equivalent, undecided),
     ``p_improve`` (the share of run pairs the strategy wins), the ``seeds`` both ran and ``n_test``. Pass records
     without copies (``distinct``)."""
     rows = []
-    for c in contests(records, confidence, (reference,)):
+    for c in contests(records, confidence, best=False, references=[reference]):
         if (d := c.difference) is None:
             continue
         rows.append(
@@ -206,11 +219,13 @@ def against(
 
 
 def gains_over_scratch(
-    records: list[dict[str, Any]], rope: float = ROPE, confidence: float = CONFIDENCE
+    records: list[dict[str, Any]], rope: float = ROPE, confidence: float = CONFIDENCE, scratch: str | None = None
 ) -> pd.DataFrame:
-    """``against`` scratch, as gains: ``gain``, ``gain_ci_low``, ``gain_ci_high``, ``gain_verdict``, ``p_improve``,
-    ``seeds``, ``n_test``, and ``negative_transfer`` where the verdict is worse."""
-    out = against(records, SCRATCH, rope, confidence)
+    """``against`` the strategy ``scratch`` (by default the records' ``Role.SCRATCH`` baseline), as gains: ``gain``,
+    ``gain_ci_low``, ``gain_ci_high``, ``gain_verdict``, ``p_improve``, ``seeds``, ``n_test``, and
+    ``negative_transfer`` where the verdict is worse."""
+    scratch = scratch or baseline(records, Role.SCRATCH)
+    out = against(records, scratch, rope, confidence) if scratch else pd.DataFrame()
     if not len(out):
         return out
     out = out.rename(
@@ -219,15 +234,18 @@ def gains_over_scratch(
     return out.assign(negative_transfer=out.gain_verdict == comparison.WORSE)
 
 
-PROBE = "feature_extraction"
 BELOW_PROBE_MARGIN = 0.05  # how far under the linear probe a strategy that trains more may end before it is flagged
 
 
 def below_probe(
-    records: list[dict[str, Any]], margin: float = BELOW_PROBE_MARGIN, confidence: float = CONFIDENCE
+    records: list[dict[str, Any]],
+    margin: float = BELOW_PROBE_MARGIN,
+    confidence: float = CONFIDENCE,
+    roles: dict[Role, str] | None = None,
 ) -> pd.DataFrame:
-    """Strategies whose mean test accuracy ends more than ``margin`` below the linear probe (``feature_extraction``)
-    at the same backbone, dataset and budget, paired by seed, with what their runs measured to explain it.
+    """Strategies whose mean test accuracy ends more than ``margin`` below the linear probe at the same backbone,
+    dataset and budget, paired by seed, with what their runs measured to explain it. ``roles`` names the baselines
+    (``strategies.baselines``; by default those among the records): the probe, and scratch, which is not compared.
 
     Each row has the paired gap and its interval over seeds and test examples (``comparison.difference``), both
     sides' median validation accuracy, the median optimiser steps and step of the kept weights, and ``cause``:
@@ -238,12 +256,13 @@ def below_probe(
     faster than it improved on it, and early stopping kept the best point it reached; ``"not recorded"`` for runs
     of a version that kept no steps.
     """
+    roles = baselines({r["strategy"] for r in records}) if roles is None else roles
     key = lambda r: (r["dataset"], r["backbone"], str(r["budget"]))  # noqa: E731
-    probes = {key(r): r for r in records if r["strategy"] == PROBE}
+    probes = {key(r): r for r in records if r["strategy"] == roles.get(Role.PROBE)}
     rows = []
     for r in records:
         probe = probes.get(key(r))
-        if r["strategy"] in (PROBE, "scratch") or probe is None:
+        if r["strategy"] in roles.values() or probe is None:
             continue
         by_seed = {s["seed"]: s for s in probe["seeds"]}
         seeds = [s for s in r["seeds"] if s["seed"] in by_seed]
@@ -302,7 +321,9 @@ def verdicts(records: list[dict[str, Any]], rope: float = ROPE, confidence: floa
     they count. Pass records without copies (``distinct``): a copy is the same result. Rows come by dataset, then
     budget (numeric budgets in numeric order, ``all`` last), best first, then by accuracy.
     """
-    against = {(c.group["dataset"], c.group["budget"], c.strategy): c for c in contests(records, confidence, (BEST,))}
+    against = {
+        (c.group["dataset"], c.group["budget"], c.strategy): c for c in contests(records, confidence, references=[])
+    }
     rows = []
     for (dataset, budget), strategies in _by_group(records, ["dataset", "budget"]).items():
         for name, cell in strategies.items():

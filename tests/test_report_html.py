@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from conftest import tiny_experiment
 
-from bench import config, environment, stats
+from bench import config, environment, report, stats
 from bench.report import experiment_note, write_report
 
 ACCURACY = {"scratch": 0.2, "feature_extraction": 0.5, "finetune": 0.4}
@@ -203,3 +203,47 @@ def test_the_report_says_in_its_first_lines_when_cells_validated_outside_their_b
             s["n_val"] = 20
     first_lines = write_report("outside", records)[0].read_text().split("\n")[:6]
     assert any("**Validation outside the budget**: 6 of 6 cells" in line for line in first_lines)
+
+
+def test_the_report_is_its_sections_in_order_and_a_new_section_is_one_function(results_root, monkeypatch):
+    def extra(a: report.Analysis) -> report.Section:
+        def draw(path):
+            path.write_bytes(b"png")
+            return path
+
+        return report.Section("Extra", (f"{len(a.records)} cells", "", "![extra](extra.png)", ""), {"extra.png": draw})
+
+    monkeypatch.setattr(report, "SECTIONS", [*report.SECTIONS, extra])
+    path, _ = write_report("constructed", _records(ENVIRONMENT))
+    text = path.read_text()
+    headings = [line for line in text.split("\n") if line.startswith("#")]
+    assert headings[0] == "# constructed: transfer against training from scratch"
+    assert headings[1:4] == ["## Labels and test examples", "## Verdicts", "## Against the linear probe"]
+    assert text.endswith("## Extra\n\n6 cells\n\n![extra](extra.png)\n")
+    assert (path.parent / "extra.png").read_bytes() == b"png"
+    assert base64.b64encode(b"png").decode() in path.with_suffix(".html").read_text()
+
+
+def test_the_statistics_are_computed_once_for_the_report_and_the_note(results_root, monkeypatch):
+    calls = []
+    verdicts = stats.verdicts
+    monkeypatch.setattr(stats, "verdicts", lambda *args, **kw: calls.append(1) or verdicts(*args, **kw))
+    exp = config.parse(tiny_experiment(budgets=[5, 10]))
+    analysis = report.analyse("constructed", _records(ENVIRONMENT), rope=exp.statistics.rope)
+    report.write(analysis)
+    note = experiment_note(exp, analysis.records, "constructed/summary", analysis)
+    assert len(calls) == 1 and "**feature_extraction**" in note
+
+
+def test_the_baselines_of_the_report_are_whichever_strategies_have_their_roles(results_root, monkeypatch):
+    from bench.strategies import base
+
+    roles = {"scratch": base.Role.STRATEGY, "finetune": base.Role.SCRATCH}  # finetune as the baseline, for once
+    monkeypatch.setattr(base, "role_of", lambda name: roles.get(name, base.Role.STRATEGY))
+    path, summary = write_report("constructed", _records(ENVIRONMENT))
+    rows = summary.set_index(["strategy", "budget"])
+    assert rows.loc[("finetune", "5"), "gain_over_scratch"] == 0.0
+    assert rows.loc[("scratch", "5"), "scratch_acc_mean"] == rows.loc[("finetune", "5"), "test_acc_mean"]
+    baseline = [line for line in path.read_text().split("\n") if "| baseline |" in line]
+    assert len(baseline) == 2 and all("| finetune |" in line for line in baseline)
+    assert "Against the linear probe" not in path.read_text()  # no strategy has the probe's role here

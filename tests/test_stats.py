@@ -86,6 +86,31 @@ def test_identical_differences_at_every_seed_still_have_the_test_examples_error(
     assert row.verdict == "undecided"
 
 
+def test_the_baselines_are_found_by_role_whatever_their_names(monkeypatch):
+    """A researcher's own baselines (here ``from_zero`` and ``frozen``) take the places of scratch and the probe."""
+    from bench.strategies import base
+
+    roles = {"from_zero": base.Role.SCRATCH, "frozen": base.Role.PROBE}
+    monkeypatch.setattr(base, "role_of", lambda name: roles.get(name, base.Role.STRATEGY))
+    rng = np.random.default_rng(2)
+    low = (rng.random((3, 200)) < 0.3).astype(int)
+    high = np.where(rng.random((3, 200)) < 0.5, 1, low)
+    records = [
+        _with_predictions(_record("from_zero", [0, 0, 0]), low),
+        _with_predictions(_record("frozen", [0, 0, 0]), high),
+        _with_predictions(_record("finetune", [0, 0, 0]), 1 - high),
+        _with_predictions(_record("scratch", [0, 0, 0]), high),  # an ordinary strategy under these roles
+    ]
+    assert stats.baseline(records, base.Role.SCRATCH) == "from_zero"
+    gains = stats.gains_over_scratch(records).set_index("strategy")
+    assert set(gains.index) == {"frozen", "finetune", "scratch"}
+    assert gains.loc["frozen", "gain"] == pytest.approx(high.mean() - low.mean())
+    kinds = {(c.kind, c.reference) for c in stats.contests(records)}  # what racing asks: the best, and scratch
+    assert kinds == {(stats.BEST, "frozen"), (stats.SAME_CELL, "from_zero")}
+    below = stats.below_probe(records, margin=0.0)
+    assert set(below.strategy) == {"finetune"}  # against frozen; the scratch baseline is never compared with it
+
+
 def _runs(record, val, steps, kept):
     for s, v, n, k in zip(record["seeds"], val, steps, kept, strict=True):
         s.update(val_acc=v, steps=n, best_step=k)
