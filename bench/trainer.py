@@ -20,7 +20,7 @@ from bench.features import cached_features, weights_digest
 from bench.inputs import preprocessed
 from bench.matrix import Cell
 from bench.probe import ProbeFit, cv_C, fit_probe, load_into
-from bench.strategies import Hyperparameters, get_strategy
+from bench.strategies import STRATEGIES, Hyperparameters, Strategy
 from bench.strategies.base import penalty
 from bench.train import Batches, EvalStats, accuracy, best, fit, predict, schedule
 
@@ -100,7 +100,7 @@ class CellTrainer:
         self.exp = exp
         self.dataset = dataset
         self.say = say  # progress messages for long steps (feature extraction)
-        self.strategy = get_strategy(cell.strategy)
+        self.strategy: type[Strategy] = STRATEGIES.get(cell.strategy)  # each run trains a fresh instance of it
         self.device = pick_device(exp.training.device)
         self.reuse_weights = True  # start runs from an in-memory copy of the pretrained weights
         self._digest: str | None = None
@@ -230,10 +230,11 @@ class CellTrainer:
         """One training run: the result, the module that predicts (the head alone on cached features when the
         backbone is frozen) and the batches it reads."""
         split, fits, diagnostics = self.split(seed), [], {}
-        draws = seed + self.strategy.seed_offset  # initialisation and shuffling (the split follows ``seed``)
+        strategy = self.strategy()  # a fresh instance: what it keeps in ``param_groups`` ends with this run
+        draws = seed + strategy.seed_offset  # initialisation and shuffling (the split follows ``seed``)
         model = self.build_model(draws)
-        self.strategy.before_fit(model, hp, self._probe(model, split, seed, fits))
-        groups = [{**g, "params": list(g["params"])} for g in self.strategy.param_groups(model, hp)]
+        strategy.before_fit(model, hp, self._probe(model, split, seed, fits))
+        groups = [{**g, "params": list(g["params"])} for g in strategy.param_groups(model, hp)]
         if self.strategy.frozen_backbone:  # the backbone never changes: the head works on cached features
             module, batches = model.head, self._feature_batches(model, split)
         else:
@@ -275,7 +276,7 @@ class CellTrainer:
                 lr=hp["lr"],
                 weight_decay=hp["weight_decay"],
                 seed=draws,
-                extra_loss=penalty(self.strategy, model, hp),
+                extra_loss=penalty(strategy, model, hp),
                 on_eval=on_eval,
                 diagnostics=diagnostics,
             )

@@ -81,7 +81,7 @@ def defaults(trainer: CellTrainer) -> Hyperparameters:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line for a study never stored
     study = optuna.create_study(sampler=sampler(trainer.exp, 0))  # in memory: nothing is stored
     study.enqueue_trial(trainer.strategy.defaults)
-    return trainer.strategy.search_space(study.ask())
+    return trainer.strategy().search_space(study.ask())
 
 
 def tune(
@@ -106,7 +106,7 @@ def tune(
     n_trials = exp.tuning.n_trials
 
     def objective(trial: optuna.Trial) -> float:
-        hp = trainer.strategy.search_space(trial)
+        hp = trainer.strategy().search_space(trial)
         trial.set_user_attr("hp", hp)
         name = f"{cell.run_name}/trial{trial.number}"
         outcome: Exception | None = None

@@ -270,3 +270,25 @@ def test_a_two_argument_extra_loss_of_an_older_plugin_still_works():
 
     step = Step(None, torch.zeros(1), torch.zeros(1), torch.zeros(1), 0)
     assert penalty(Old(), _model(), HP)(step).item() == 1.5
+
+
+def test_each_training_run_gets_a_fresh_strategy_instance(monkeypatch):
+    from bench.strategies import STRATEGIES, Strategy
+
+    seen: list[Strategy] = []  # the instances themselves: an id alone could be reused once one is collected
+
+    class Recording(Strategy):
+        name, description = "test_recording", "records the instance each training run calls"
+
+        def param_groups(self, model, hp):
+            assert not hasattr(self, "_groups"), "a run saw the state of an earlier one"
+            self._groups = super().param_groups(model, hp)
+            seen.append(self)
+            return self._groups
+
+    monkeypatch.setitem(STRATEGIES._entries, Recording.name, Recording)
+    exp = config.parse(tiny_experiment(strategies=[Recording.name], training={"epochs": 1, "batch_size": 16}))
+    t = CellTrainer(expand(exp)[0], exp, data.DATASETS.get("cifar10").load())
+    t.run(HP, seed=0)
+    t.run(HP, seed=1)
+    assert len(seen) == 2 and len({id(s) for s in seen}) == 2

@@ -96,8 +96,8 @@ class Strategy:
     - ``seed_offset``: added to the seed for initialisation and shuffling, never for the split: a replicate of a
       strategy under another name trains on the same examples with other random draws (an A/A run).
 
-    One instance serves every trial and final seed of a cell, one training run after another: state kept in
-    ``param_groups`` belongs to the current run.
+    Each training run (every trial and final seed) gets a fresh instance, so state kept in ``param_groups``
+    never outlives its run.
     """
 
     name: ClassVar[str]
