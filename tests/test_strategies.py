@@ -8,7 +8,7 @@ from conftest import tiny_experiment
 
 from bench import backbones, config, data
 from bench.matrix import expand
-from bench.strategies import STRATEGIES
+from bench.strategies import STRATEGIES, Hyperparameter, Strategy
 from bench.trainer import CellTrainer
 
 HP = {"lr": 1e-2, "weight_decay": 1e-4, "C": 1.0}
@@ -66,3 +66,79 @@ def test_every_builtin_strategy_has_a_description_and_a_search_space():
         hp = cls().search_space(trial)
         assert set(trial.params) <= set(hp)
         assert {"lr", "weight_decay"} <= set(hp) or not hp  # the loop's settings, or nothing (a probe sweeps its C)
+
+
+class _Parent(Strategy):
+    name, description = "test_parent", "declares one hyperparameter of its own"
+    hyperparameters = {"k": Hyperparameter(1, 6, type="int", default=2, source="a test")}
+
+
+class _Child(_Parent):
+    name, description = "test_child", "changes one inherited default, fixes one, removes one"
+    hyperparameters = {
+        "weight_decay": Hyperparameter(type="fixed", default=0.0, source="a test"),
+        "lr": Strategy.hyperparameters["lr"].with_default(1e-3, source="a test"),
+        "k": None,
+    }
+
+
+def test_hyperparameters_merge_along_the_class_hierarchy_in_their_inherited_order():
+    assert list(_Parent.hyperparameters) == ["lr", "weight_decay", "k"]
+    assert list(_Child.hyperparameters) == ["lr", "weight_decay"]
+    lr = _Child.hyperparameters["lr"]
+    assert (lr.low, lr.high, lr.scale, lr.default) == (1e-5, 1e-2, "log", 1e-3)
+    assert _Child.defaults == {"lr": 1e-3}  # a fixed value is not tuned, so it has no default
+    assert list(Strategy.hyperparameters) == ["lr", "weight_decay"]  # the base class is left as it was
+
+
+def test_the_search_space_follows_the_declaration():
+    import optuna
+
+    trial = optuna.create_study().ask()
+    hp = _Child().search_space(trial)
+    assert list(hp) == ["lr", "weight_decay"] and hp["weight_decay"] == 0.0 and list(trial.distributions) == ["lr"]
+    assert trial.distributions["lr"] == optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)
+
+
+def test_a_class_that_writes_its_own_defaults_and_search_space_keeps_them():
+    import optuna
+
+    class Own(Strategy):
+        name, description = "test_own", "an older plugin: its own defaults and search space"
+        defaults = {"lr": 1e-3}
+
+        def search_space(self, trial):
+            return {"lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True), "weight_decay": 0.0}
+
+    study = optuna.create_study()
+    study.enqueue_trial(Own.defaults)
+    assert Own().search_space(study.ask()) == {"lr": 1e-3, "weight_decay": 0.0}
+
+
+def test_a_default_outside_its_range_is_an_error():
+    with pytest.raises(ValueError, match="outside"):
+        Hyperparameter(1e-5, 1e-2, scale="log", default=0.1, source="a test")
+
+
+def test_a_misspelt_hook_is_an_error_that_names_the_hook():
+    with pytest.raises(TypeError) as err:
+
+        class Typo(Strategy):
+            name, description = "test_typo", "a misspelt extra_loss"
+
+            def extra_los(self, model, hp, step):
+                return None
+
+    message = str(err.value)
+    assert "Typo" in message and "'extra_los'" in message and "did you mean 'extra_loss'" in message
+    assert "param_groups" in message  # the list of hooks
+
+
+def test_a_private_helper_is_fine():
+    class Helped(Strategy):
+        name, description = "test_helped", "a private helper"
+
+        def _helper(self):
+            return None
+
+    assert Helped.defaults == Strategy.defaults

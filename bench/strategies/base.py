@@ -15,7 +15,7 @@ import optuna
 import torch
 
 from bench.backbones.base import Classifier
-from bench.registry import Registry
+from bench.registry import Registry, did_you_mean
 from bench.strategies.hyperparameter import Hyperparameter
 from bench.train import Step
 
@@ -97,7 +97,8 @@ class Strategy:
       strategy under another name trains on the same examples with other random draws (an A/A run).
 
     Each training run (every trial and final seed) gets a fresh instance, so state kept in ``param_groups``
-    never outlives its run.
+    never outlives its run. Any other public attribute is a ``TypeError`` when the class is created (a misspelt
+    hook would otherwise never run): a subclass's helpers start with an underscore.
     """
 
     name: ClassVar[str]
@@ -121,6 +122,7 @@ class Strategy:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _check_hooks(cls)
         if "hyperparameters" in cls.__dict__:
             cls.hyperparameters = _merged(cls, super(cls, cls).hyperparameters, cls.__dict__["hyperparameters"])
             if "defaults" not in cls.__dict__:  # a class that still writes its own defaults keeps them
@@ -139,6 +141,18 @@ class Strategy:
 
     def extra_loss(self, model: Classifier, hp: Hyperparameters, step: Step) -> torch.Tensor | None:
         return None
+
+
+def _check_hooks(cls: type[Strategy]) -> None:
+    """A public attribute the base class does not define is a misspelt hook (it would silently never run) or a
+    helper that should be private: either way a ``TypeError`` naming the closest hook."""
+    hooks = sorted(name for name in {*vars(Strategy), *Strategy.__annotations__} if not name.startswith("_"))
+    for name in cls.__dict__:
+        if not name.startswith("_") and name not in hooks:
+            raise TypeError(
+                f"strategy class {cls.__qualname__} defines {name!r}, which is no Strategy hook"
+                f"{did_you_mean(name, hooks)}; hooks: {', '.join(hooks)}. Name a helper with a leading underscore."
+            )
 
 
 @functools.cache  # every cell key asks: the sources are read and digested once per class and process

@@ -61,12 +61,3 @@ class Hyperparameter:
         if self.type == "categorical":
             return trial.suggest_categorical(name, list(self.choices))
         return self.default
-
-    def describe(self) -> str:
-        """One line for ``bench list strategies``: the default and its range, e.g. ``6e-04 in [1e-05, 1e-02] log``."""
-        if self.type == "fixed":
-            return f"{self.default:g} (fixed)"
-        if self.type == "categorical":
-            return f"{self.default} of {{{', '.join(map(str, self.choices))}}}"
-        log = " log" if self.scale == "log" else ""
-        return f"{self.default:g} in [{self.low:g}, {self.high:g}]{log}"
