@@ -293,10 +293,23 @@ def _list(what: str, console: Console) -> None:
             )
         console.print(table)
     else:
-        table = Table("name", "pretrained", "description", "defaults (tuning.first_trial: defaults)")
+        caption = "tuning.first_trial: defaults starts each study from the defaults; a fixed value is never tuned"
+        table = Table("name", "pretrained", "description", "default", "source of the default", caption=caption)
+        table.columns[3].no_wrap = True
         for name, cls in strategies.STRATEGIES:
-            defaults = " ".join(f"{k}={v:g}" for k, v in cls.defaults.items()) or "nothing to tune"
-            table.add_row(name, "yes" if cls.pretrained else "no", cls.description, defaults)
+            declared = {k: h for k, h in cls.hyperparameters.items() if h is not None}
+            rows = []  # each default with its source: the declared ones in order, then a plugin's own
+            for key in [*declared, *(k for k in cls.defaults if k not in declared)]:
+                h = declared.get(key)
+                if h is not None and not h.tuned:
+                    rows.append((f"{key}={h.default:g} (fixed)", h.source))
+                elif key in cls.defaults:
+                    value = cls.defaults[key]
+                    shown = f"{key}={value:g}" if isinstance(value, int | float) else f"{key}={value}"
+                    rows.append((shown, h.source if h is not None and value == h.default else "the class's defaults"))
+            for i, row in enumerate(rows or [("nothing to tune", "")]):
+                first = (name, "yes" if cls.pretrained else "no", cls.description) if i == 0 else ("", "", "")
+                table.add_row(*first, *row, end_section=i == max(len(rows), 1) - 1)
         console.print(table)
 
 
