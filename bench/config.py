@@ -425,6 +425,9 @@ class Experiment(_Strict):
             _check_name("strategy", name)
         if len(set(names)) != len(names):
             raise ValueError("a strategy is listed twice")
+        from bench import strategies
+
+        strategies.baselines(names)  # at most one strategy of each baseline role (scratch, linear probe)
         return names
 
     @model_validator(mode="after")

@@ -120,6 +120,20 @@ def test_a_dataset_carries_its_own_training_settings_and_they_are_checked():
         config.parse(twice)
 
 
+def test_two_strategies_of_one_baseline_role_are_an_error(monkeypatch):
+    from bench.strategies import STRATEGIES
+    from bench.strategies.scratch import Scratch
+
+    class ScratchAgain(Scratch):
+        name = "test_scratch_again"
+
+    monkeypatch.setitem(STRATEGIES._entries, ScratchAgain.name, ScratchAgain)
+    both = "strategies: strategies 'scratch' and 'test_scratch_again' both have the role 'from scratch'"
+    with pytest.raises(config.ConfigError, match=both):
+        config.parse(tiny_experiment(strategies=["finetune", "scratch", ScratchAgain.name]))
+    config.parse(tiny_experiment(strategies=["finetune", "scratch", "feature_extraction"]))  # one of each role
+
+
 def test_seeds_take_a_number_or_a_race():
     spec = {
         "name": "x",
