@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from bench.stats import budget_order  # noqa: E402
 from bench.strategies import Role, baselines  # noqa: E402
@@ -83,39 +85,106 @@ def strategy_colours(strategies, roles: dict[Role, str] | None = None) -> dict[s
     return colours | ({scratch: "black"} if scratch else {})
 
 
+def emphasised(df, roles: dict[Role, str]) -> list[str]:
+    """The strategies a panel of ``df`` (``stats.cells`` rows of one dataset and backbone) draws strongly: its
+    baselines (scratch, the probe) and the best of the others, the highest mean accuracy over the budgets where
+    every other strategy ran (ties: the first name)."""
+    present = set(df.strategy)
+    strong = [name for role in (Role.SCRATCH, Role.PROBE) if (name := roles.get(role)) in present]
+    others = df[~df.strategy.isin(strong)]
+    if len(others):
+        wide = others.pivot_table(index="budget", columns="strategy", values="acc_mean")
+        shared = wide.dropna()
+        means = (shared if len(shared) else wide).mean()
+        strong.append(min(means.index, key=lambda name: (-means[name], name)))
+    return strong
+
+
+DODGE = 0.1  # how far apart the strongly drawn strategies' points sit at one budget, in natural-log units
+FAINT = {"linewidth": 0.9, "alpha": 0.4}  # the strategies a panel does not draw strongly
+
+
 def accuracy_curves(table, path: Path, roles: dict[Role, str] | None = None) -> Path:
-    """Test accuracy against training examples per class, one panel per dataset and backbone, 95 % CI bands."""
+    """Test accuracy against training examples per class (log scale), one panel per dataset and backbone. The
+    baselines and the panel's best other strategy (``emphasised``) are drawn strongly with their 95 % intervals as
+    error bars, slightly dodged so that none hides another; every other strategy is a faint thin line. One legend
+    beside the panels."""
     panels = list(table.groupby(["dataset", "backbone"], sort=False))
     roles = _roles(table.strategy, roles)
     colours = strategy_colours(table.strategy.unique(), roles)
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols + 2.6, 3.9 * rows), squeeze=False)
+    strong_anywhere: set[str] = set()
     for ax, ((dataset, backbone), df) in zip(axes.flat, panels, strict=False):
+        strong = emphasised(df, roles)
+        strong_anywhere.update(strong)
         for strategy, s in df.sort_values("per_class").groupby("strategy", sort=True):
-            style = {"linestyle": "--", "linewidth": 2} if strategy == roles.get(Role.SCRATCH) else {}
-            colour = colours[strategy]
-            ax.plot(s.per_class, 100 * s.acc_mean, marker="o", markersize=3, label=strategy, color=colour, **style)
-            if s.acc_ci_low.notna().any():
-                ax.fill_between(s.per_class, 100 * s.acc_ci_low, 100 * s.acc_ci_high, alpha=0.12, color=colour)
-        ax.set_xscale("log")
-        ticks = sorted(df.per_class.unique())
-        ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel("training examples per class (log scale)")
+            if strategy not in strong:
+                ax.plot(s.per_class, 100 * s.acc_mean, color=colours[strategy], **FAINT)
+        for i, strategy in enumerate(strong):
+            s = df[df.strategy == strategy].sort_values("per_class")
+            x = s.per_class * np.exp(DODGE * (i - (len(strong) - 1) / 2))
+            y, low, high = 100 * s.acc_mean, 100 * s.acc_ci_low, 100 * s.acc_ci_high
+            bars = np.vstack([y - low, high - y]) if s.acc_ci_low.notna().all() else None
+            ax.errorbar(
+                x, y, yerr=bars, capsize=3, elinewidth=1.2, zorder=3, **_strong(colours[strategy], strategy, roles)
+            )
+        _budget_axis(ax, sorted(df.per_class.unique()))
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{dataset} / {backbone}", fontsize=10)
+        ax.set_title(
+            f"{dataset} / {backbone}" + (f"\nbest other strategy: {strong[-1]}" if strong else ""), fontsize=10
+        )
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    ncol = min(7, len(labels))
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-    legend_rows = -(-len(labels) // ncol)
-    fig.tight_layout(rect=(0, (0.02 + 0.045 * legend_rows) / rows, 1, 1))
-    fig.savefig(path, dpi=110)
+    note = (
+        "bold: the baselines and each panel's\nbest other strategy, with 95 % intervals;\nfaint: the other strategies"
+    )
+    _side_legend(fig, colours, strong_anywhere, roles, note)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _strong(colour, strategy: str, roles: dict[Role, str]) -> dict[str, Any]:
+    """The style of a strongly drawn strategy: scratch dashed, every one with round markers."""
+    dashed = "--" if strategy == roles.get(Role.SCRATCH) else "-"
+    return {"color": colour, "linestyle": dashed, "linewidth": 2, "marker": "o", "markersize": 4}
+
+
+def _budget_axis(ax, ticks: list[float]) -> None:
+    """A log axis of training examples per class, ticked at the budgets measured."""
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlim(min(ticks) / 1.35, max(ticks) * 1.35)
+    ax.set_xlabel("training examples per class (log scale)")
+
+
+def _side_legend(fig, colours: dict[str, Any], strong: set[str], roles: dict[Role, str], title: str, extra=()) -> None:
+    """One legend right of the panels: the baselines first (with their roles), then the other strategies, each drawn
+    as it is where it is strong (faint where it never is); then ``extra`` (handle, label) pairs."""
+    first = [name for role in (Role.SCRATCH, Role.PROBE) if (name := roles.get(role)) in colours]
+    role_of = {name: role for role, name in roles.items()}
+    entries = []
+    for name in first + sorted(set(colours) - set(first)):
+        style = _strong(colours[name], name, roles) if name in strong else {"color": colours[name], **FAINT}
+        label = f"{name} ({role_of[name].value})" if name in role_of else name
+        entries.append((Line2D([], [], **style), label))
+    handles, labels = zip(*entries, *extra, strict=True)
+    fig.tight_layout()
+    fig.legend(
+        handles,
+        labels,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+        frameon=False,
+        title=title,
+        title_fontsize=8,
+        alignment="left",
+    )
 
 
 def rank_bars(ranks, path: Path, roles: dict[Role, str] | None = None) -> Path:
@@ -231,30 +300,44 @@ def score_scatter(points, score: str, outcome: str, taus, path: Path) -> Path:
 
 
 def accuracy_vs_compute(spent, path: Path, roles: dict[Role, str] | None = None) -> Path:
-    """Test accuracy against the wall seconds of a final run, one panel per dataset, a point per cell (its
-    budget as the point's size), a colour per strategy."""
+    """Test accuracy against the wall seconds of a final run (log scale), one panel per dataset, a point per cell
+    (its budget as the point's size), each strategy's cells of a backbone joined in budget order. The baselines and
+    the panel's best other strategy (``emphasised``) are drawn strongly, the others faint."""
     panels = list(spent.groupby("dataset", sort=False))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    roles = _roles(spent.strategy, roles)
     colours = strategy_colours(spent.strategy.unique(), roles)
     budgets = sorted(spent.budget.unique(), key=budget_order)
-    sizes = {b: 14 + 22 * i for i, b in enumerate(budgets)}
+    sizes = {b: 18 + 26 * i for i, b in enumerate(budgets)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels) + 2.6, 3.9), squeeze=False)
+    strong_anywhere: set[str] = set()
     for ax, (dataset, df) in zip(axes.flat, panels, strict=True):
-        for strategy, s in df.groupby("strategy", sort=True):
-            size, colour = s.budget.map(sizes), colours[strategy]
-            ax.scatter(s.seconds_per_run, 100 * s.acc_mean, s=size, color=colour, label=strategy)
+        strong = emphasised(df, roles)
+        strong_anywhere.update(strong)
+        df = df.assign(order=df.budget.map(budget_order)).sort_values("order")
+        for (strategy, _), s in df.groupby(["strategy", "backbone"], sort=True):
+            bold = strategy in strong
+            style = _strong(colours[strategy], strategy, roles) if bold else {"color": colours[strategy], **FAINT}
+            ax.plot(s.seconds_per_run, 100 * s.acc_mean, zorder=3 if bold else 1, **(style | {"marker": None}))
+            ax.scatter(
+                s.seconds_per_run,
+                100 * s.acc_mean,
+                s=s.budget.map(sizes),
+                color=colours[strategy],
+                alpha=1.0 if bold else FAINT["alpha"],
+                edgecolors="white" if bold else "none",
+                zorder=4 if bold else 2,
+            )
         ax.set_xscale("log")
-        ax.set_xlabel("seconds per final run (log scale; point size: budget)")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("seconds per final run (log scale)")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(dataset, fontsize=10)
+        ax.set_title(dataset + (f"\nbest other strategy: {strong[-1]}" if strong else ""), fontsize=10)
         ax.grid(alpha=0.3)
-    handles = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, handle)
-    fig.legend(
-        handles.values(), handles.keys(), loc="lower center", ncol=min(7, len(handles)), fontsize=8, frameon=False
-    )
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.savefig(path, dpi=110)
+    sized = [(plt.scatter([], [], s=sizes[b], color="grey"), f"{b} per class") for b in budgets]
+    note = "bold: the baselines and each panel's\nbest other strategy; faint: the others;\npoint size: the budget"
+    _side_legend(fig, colours, strong_anywhere, roles, note, sized)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -7,6 +7,7 @@ import pandas as pd
 from PIL import Image
 
 from bench import plots, stats
+from bench.strategies import Role
 
 
 def _check_png(path, min_width, min_height):
@@ -46,3 +47,58 @@ def test_every_strategy_of_the_default_gets_its_own_colour_and_scratch_is_black(
     assert colours["scratch"] == "black"
     others = [tuple(c) for name, c in colours.items() if name != "scratch"]
     assert len(others) == 13 and len(set(others)) == 13  # matplotlib's own cycle repeats after 10
+
+
+def _panel(accuracy: dict[str, list[float]], dataset="cifar10", backbone="b") -> pd.DataFrame:
+    """``stats.cells``-like rows of one dataset and backbone at 5, 20 and 100 examples per class."""
+    return pd.DataFrame(
+        [
+            {
+                "dataset": dataset,
+                "backbone": backbone,
+                "budget": str(k),
+                "per_class": float(k),
+                "strategy": name,
+                "acc_mean": acc,
+                "acc_ci_low": acc - 0.05,
+                "acc_ci_high": acc + 0.05,
+            }
+            for name, accs in accuracy.items()
+            for k, acc in zip((5, 20, 100), accs, strict=True)
+        ]
+    )
+
+
+def test_the_accuracy_curves_draw_the_baselines_and_the_best_strongly_and_the_rest_faint(tmp_path):
+    others = {f"s{i}": [0.3 + 0.01 * i, 0.4, 0.5] for i in range(9)}
+    table = pd.concat(
+        [
+            _panel(
+                {"scratch": [0.1, 0.15, 0.2], "feature_extraction": [0.4, 0.5, 0.55], "l2": [0.35, 0.5, 0.7]} | others
+            ),
+            _panel({"scratch": [0.2, 0.3, 0.4], "feature_extraction": [0.9, 0.9, 0.9], **others}, dataset="fsdd"),
+        ]
+    )
+    roles = {Role.SCRATCH: "scratch", Role.PROBE: "feature_extraction"}
+    cifar, fsdd = (table[table.dataset == d] for d in ("cifar10", "fsdd"))
+    assert plots.emphasised(cifar, roles) == ["scratch", "feature_extraction", "l2"]  # the best of the others
+    assert plots.emphasised(fsdd, roles) == [
+        "scratch",
+        "feature_extraction",
+        "s8",
+    ]  # the probe leads: still the best other
+    assert plots.emphasised(cifar, {}) == ["l2"]  # no baseline role among them
+    path = plots.accuracy_curves(table, tmp_path / "curves.png", roles)
+    _check_png(path, 1000, 300)
+
+
+def test_accuracy_against_compute_is_written_with_a_budget_per_point(tmp_path):
+    spent = _panel({"scratch": [0.1, 0.15, 0.2], "feature_extraction": [0.4, 0.5, 0.55], "l2": [0.35, 0.5, 0.7]})
+    spent["seconds_per_run"] = np.tile([1.0, 3.0, 20.0], 3)
+    path = plots.accuracy_vs_compute(spent, tmp_path / "compute.png")
+    _check_png(path, 800, 300)
+
+
+def test_the_baseline_colour_follows_the_role_not_the_name():
+    colours = plots.strategy_colours(["from_zero", "finetune", "scratch"], {Role.SCRATCH: "from_zero"})
+    assert colours["from_zero"] == "black" and not isinstance(colours["scratch"], str)  # an RGBA of the map
