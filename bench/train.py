@@ -232,26 +232,10 @@ def fit(
         training_mode(model, plan.batchnorm)
         for x, y in train(shuffle_seed=seed * 100_003 + epoch):
             features, logits = forward(model, x)
-            loss = F.cross_entropy(logits, y)
-            penalty = extra_loss(Step(x, features, logits, y, step))
-            measure = penalty is not None and diagnostics is not None and (step == 0 or step + 1 in evals)
-            if penalty is not None:
-                loss = loss + penalty
-            if not torch.isfinite(loss):
-                raise DivergedError(
-                    f"loss is {loss.item()} at step {step + 1}; the learning rate ({lr:.3g}) is likely too high"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            of_penalty = _gradients(penalty, params) if measure else None
-            loss.backward()
-            if of_penalty is not None:
-                ratio = _penalty_ratio(of_penalty, params)
-                diagnostics.setdefault("penalty_grad_ratio_first", ratio)
-                diagnostics["penalty_grad_ratio_last"] = ratio
-            optimizer.step()
+            measure = diagnostics if step == 0 or step + 1 in evals else None  # the penalty's gradient ratio
+            total += _step(optimizer, Step(x, features, logits, y, step), extra_loss, lr, params, measure)
             lr_schedule.step()
             step += 1
-            total += loss.item() * len(y)
             count += len(y)
             if step in evals:
                 measured = evaluate(model, val) if validated else (math.nan, math.nan)
@@ -270,6 +254,35 @@ def fit(
     if kept is not None and kept is not history[-1]:
         model.load_state_dict(saved)
     return history
+
+
+def _step(
+    optimizer: torch.optim.Optimizer,
+    step: Step,
+    extra_loss: Callable[[Step], torch.Tensor | None],
+    lr: float,
+    params: list[torch.Tensor],
+    diagnostics: dict[str, float] | None,
+) -> float:
+    """One optimiser step on what the forward pass computed: cross-entropy plus ``extra_loss(step)``, backward,
+    update; the batch's summed loss. With a penalty and ``diagnostics``, its gradient ratio is recorded there."""
+    loss = F.cross_entropy(step.logits, step.labels)
+    penalty = extra_loss(step)
+    if penalty is not None:
+        loss = loss + penalty
+    if not torch.isfinite(loss):
+        raise DivergedError(
+            f"loss is {loss.item()} at step {step.number + 1}; the learning rate ({lr:.3g}) is likely too high"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    of_penalty = _gradients(penalty, params) if penalty is not None and diagnostics is not None else None
+    loss.backward()
+    if of_penalty is not None:
+        ratio = _penalty_ratio(of_penalty, params)
+        diagnostics.setdefault("penalty_grad_ratio_first", ratio)
+        diagnostics["penalty_grad_ratio_last"] = ratio
+    optimizer.step()
+    return loss.item() * len(step.labels)
 
 
 def patience_step(plan: Schedule, kept: EvalStats, stats: EvalStats, waited: int) -> tuple[EvalStats, int]:
