@@ -62,8 +62,9 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {"test_acc": metrics["test_acc"], "test_macro_f1": metrics["test_macro_f1"]}
 
 
-def run_cell(trainer: CellTrainer, tracker: Tracker, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Tune one cell, retrain its best hyperparameters at every final seed, and return its record.
+def run_cell(trainer: CellTrainer, tracker: Tracker, storage: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Tune one cell (its study in the Optuna storage at ``storage``), retrain its best hyperparameters at every
+    final seed, and return its record.
 
     Call it only while holding the cell's claim: runs and trials a dead process left open are then ended first,
     and every seed already saved is kept. ``env`` (versions, CPU, threads) is tagged and recorded.
@@ -81,7 +82,7 @@ def run_cell(trainer: CellTrainer, tracker: Tracker, env: dict[str, str] | None 
         **{f"splits.{k}": v for k, v in exp.splits.model_dump().items()},
     }
     with tracker.cell_run(cell, settings, env):
-        hp, study = tune(trainer, tracker, trainer.say)
+        hp, study = tune(trainer, tracker, storage, trainer.say)
         finals = []
         for seed in range(cell.seeds):
             if seed not in saved:

@@ -11,8 +11,9 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -53,9 +54,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--results", help="where runs write (default: $TRANSFERBENCH_RESULTS or ./results)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    v = sub.add_parser("validate", help="check an experiment file and exit (code 2 on errors)")
-    v.add_argument("file")
-    r = sub.add_parser("run", help="run an experiment file's matrix, skipping finished cells")
+    sub.add_parser("validate", help="check an experiment file and exit (code 2 on errors)").add_argument("file")
+    _run_parser(sub.add_parser("run", help="run an experiment file's matrix, skipping finished cells"))
+    _report_parser(sub.add_parser("report", help="write results/<experiment>/report.md, plots and summary.csv again"))
+    _rank_parser(sub)
+    _stability_parser(sub)
+    lst = sub.add_parser("list", help="list registered backbones, datasets or strategies")
+    lst.add_argument("what", choices=["backbones", "datasets", "strategies"])
+    sub.add_parser(
+        "doctor",
+        help="check that this environment works (`make install` runs it): exit 2 naming each broken package",
+        description="Import every package with native code that a run loads, run one small operation of each, and "
+        "decode one file of each modality as the datasets are read (from the data root when it holds them). Each "
+        "failure is one `error:` line naming the package and the fix; the exit code is then 2.",
+    )
+    return p
+
+
+def _run_parser(r: argparse.ArgumentParser) -> None:
     r.add_argument("file")
     r.add_argument("--dry-run", action="store_true", help="print the expanded matrix without training")
     r.add_argument(
@@ -80,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _store_flags(r)
     _sampler_flag(r)
-    rep = sub.add_parser("report", help="write results/<experiment>/report.md, plots and summary.csv again")
+
+
+def _report_parser(rep: argparse.ArgumentParser) -> None:
     rep.add_argument(
         "experiment",
         nargs="?",
@@ -89,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _store_flags(rep)
     _sampler_flag(rep)
+
+
+def _rank_parser(sub: argparse._SubParsersAction) -> None:
     rk = sub.add_parser(
         "rank",
         help="score pretrained backbones on a dataset from frozen features alone, training nothing "
@@ -111,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
         help="take backbone options (input_size, max_length, ...), split sizes, batch size and device from this "
         "experiment file, so the scores are those its report shows (default: each backbone's own input size)",
     )
+
+
+def _stability_parser(sub: argparse._SubParsersAction) -> None:
     st = sub.add_parser(
         "stability",
         help="compare two runs of one experiment, cell by cell and verdict by verdict",
@@ -134,16 +158,6 @@ def _parser() -> argparse.ArgumentParser:
         "experiment's statistics.rope)",
     )
     st.add_argument("--confidence", type=float, default=0.95, help="level of the intervals (default: %(default)s)")
-    lst = sub.add_parser("list", help="list registered backbones, datasets or strategies")
-    lst.add_argument("what", choices=["backbones", "datasets", "strategies"])
-    sub.add_parser(
-        "doctor",
-        help="check that this environment works (`make install` runs it): exit 2 naming each broken package",
-        description="Import every package with native code that a run loads, run one small operation of each, and "
-        "decode one file of each modality as the datasets are read (from the data root when it holds them). Each "
-        "failure is one `error:` line naming the package and the fix; the exit code is then 2.",
-    )
-    return p
 
 
 def _store_flags(p: argparse.ArgumentParser) -> None:
@@ -318,13 +332,13 @@ def _experiment_file(name: str) -> str:
     return name if name.endswith((".yaml", ".yml")) or os.sep in name else f"experiments/{name}.yaml"
 
 
-def _report(exp, console: Console) -> int:
-    """Write the report of ``exp``'s finished cells, log it to MLflow (the summary run's artifacts, each cell's
-    comparison metrics, the experiment's description) and print the summary table."""
+def _report(exp, stores, console: Console) -> int:
+    """Write the report of ``exp``'s finished cells, log it to the MLflow store of ``stores`` (the summary run's
+    artifacts, each cell's comparison metrics, the experiment's description) and print the summary table."""
     from bench import paths, results, scores
     from bench.matrix import expand
     from bench.report import experiment_note, print_summary, write_report
-    from bench.tracking import Tracker, browse_hint, tracking_uri
+    from bench.tracking import Tracker, browse_hint
 
     records = [r for r in (results.load_cell(exp.name, c) for c in expand(exp)) if r is not None]
     if not records:
@@ -338,7 +352,7 @@ def _report(exp, console: Console) -> int:
         page = report.with_suffix(".html")
         tables = [report.parent / name for name in ("summary.csv", "verdicts.csv", "gains.csv", "probe.csv")]
         files = sorted(report.parent.glob("*.png")) + [report, page, *tables]
-        tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
+        tracker = Tracker(stores.tracking, exp.name)
         tracker.log_comparisons(summary)
         if rows is not None and len(rows):
             tracker.log_transferability(scores.per_backbone(rows), scores.SCORES)
@@ -346,7 +360,7 @@ def _report(exp, console: Console) -> int:
         summary_run = tracker.log_report(exp.name, files)
         tracker.set_description(experiment_note(exp, records, summary_run))
     print_summary(summary, console, f"{exp.name}: test accuracy over {_seeds(exp)} seeds")
-    runs = browse_hint(tracking_uri(exp.tracking_uri))
+    runs = browse_hint(stores.tracking)
     console.print(Text(f"report: {report} and {page.name}   summary: {report.parent / 'summary.csv'}   runs: {runs}"))
     return 0
 
@@ -497,12 +511,25 @@ def entry() -> NoReturn:
     os._exit(code)
 
 
+@dataclass
+class _Command:
+    """What a command's handler gets: the parsed arguments, where to print, whether this run waits for a core, and
+    the experiment a run works on once it is loaded (an interrupt says how far it got)."""
+
+    args: argparse.Namespace
+    console: Console
+    err: Console
+    busy: bool = False
+    exp: Any = None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console()
     if not console.is_terminal:  # logs and pipes: wide enough that tables are not squeezed
         console = Console(width=160)
-    err = Console(stderr=True, soft_wrap=True)
+    command = _Command(args, console, Console(stderr=True, soft_wrap=True))
+    err = command.err
     if args.data_root:
         if not os.path.isdir(args.data_root):
             _error(
@@ -515,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.results:
         os.environ["TRANSFERBENCH_RESULTS"] = args.results
 
-    busy = args.command == "run" and not args.dry_run and _reserve_cores()  # before the imports, which cost CPU
+    command.busy = args.command == "run" and not args.dry_run and _reserve_cores()  # before the imports: they cost CPU
     from bench import errors  # the standard library only: it explains the failure of the imports below
 
     try:
@@ -526,50 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _error(err, broken)
         return 2
-    exp = None
     try:
-        if args.command == "list":
-            _list(args.what, console)
-            return 0
-        if args.command == "doctor":
-            from bench import doctor
-
-            with console.status("checking the environment") as status:
-                problems = doctor.check(console.print, lambda what: status.update(f"checking {what}"))
-            for problem in problems:
-                _error(err, problem)
-            return 2 if problems else 0
-        if args.command == "rank":
-            return _rank(_rank_experiment(args), console)
-        if args.command == "stability":
-            return _stability(Path(args.first), Path(args.second), console, args.rope, args.confidence)
-        if args.command == "report":
-            _check_results_folder()
-            return _report(_with_flags(config.load(_experiment_file(args.experiment)), args), console)
-        exp = config.load(args.file)
-        if args.command == "run":
-            exp = _with_flags(exp, args)
-        if args.command == "validate":
-            console.print(f"{args.file}: valid experiment '{exp.name}'")
-            return 0
-        if args.dry_run:
-            _warn_missing_datasets(exp, err)
-            _dry_run(exp, console)
-            return 0
-        _check_results_folder()
-        _check_store_paths(exp)
-        signal.signal(signal.SIGTERM, _terminate)
-        signal.signal(signal.SIGINT, _interrupt)
-        if busy and not exp.cluster.ray:
-            busy = _wait_for_a_core(console)
-        from bench.matrix import expand
-        from bench.runner import run_experiment
-
-        records = run_experiment(exp, console, args.workers or (1 if busy else None), exp.cluster.ray)
-        if not records:
-            return 1
-        code = _report(exp, console)
-        return 1 if len(records) < len(expand(exp)) else code  # a cell failed: its message says what to change
+        return COMMANDS[args.command](command)
     except (config.ConfigError, DatasetMissingError, FileNotFoundError) as e:
         _error(err, str(e))
         return 2
@@ -577,8 +562,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C while cleaning up stops at once
         what = "terminated" if isinstance(stop, Terminated) else "interrupted"
         err.print(
-            f"{what}: {_finished(exp)} finished and kept, with the finished seeds of the others; open MLflow runs "
-            f"were ended as KILLED; `bench run {args.file}` resumes where this stopped",
+            f"{what}: {_finished(command.exp)} finished and kept, with the finished seeds of the others; open MLflow "
+            f"runs were ended as KILLED; `bench run {args.file}` resumes where this stopped",
             highlight=False,
             markup=False,
         )
@@ -599,6 +584,84 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import cores
 
         cores.keep(0)  # whatever stopped the run: no core stays held for workers that never came
+
+
+def _list_command(command: _Command) -> int:
+    _list(command.args.what, command.console)
+    return 0
+
+
+def _doctor_command(command: _Command) -> int:
+    from bench import doctor
+
+    with command.console.status("checking the environment") as status:
+        problems = doctor.check(command.console.print, lambda what: status.update(f"checking {what}"))
+    for problem in problems:
+        _error(command.err, problem)
+    return 2 if problems else 0
+
+
+def _rank_command(command: _Command) -> int:
+    return _rank(_rank_experiment(command.args), command.console)
+
+
+def _stability_command(command: _Command) -> int:
+    args = command.args
+    return _stability(Path(args.first), Path(args.second), command.console, args.rope, args.confidence)
+
+
+def _report_command(command: _Command) -> int:
+    from bench import config, stores
+
+    _check_results_folder()
+    exp = _with_flags(config.load(_experiment_file(command.args.experiment)), command.args)
+    return _report(exp, stores.resolve(exp), command.console)
+
+
+def _validate_command(command: _Command) -> int:
+    from bench import config
+
+    exp = config.load(command.args.file)
+    command.console.print(f"{command.args.file}: valid experiment '{exp.name}'")
+    return 0
+
+
+def _run_command(command: _Command) -> int:
+    from bench import config, stores
+
+    args, console = command.args, command.console
+    exp = command.exp = _with_flags(config.load(args.file), args)
+    where = stores.resolve(exp)
+    if args.dry_run:
+        _warn_missing_datasets(exp, command.err)
+        _dry_run(exp, console)
+        return 0
+    _check_results_folder()
+    _check_store_paths(where)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _interrupt)
+    busy = command.busy
+    if busy and not exp.cluster.ray:
+        busy = _wait_for_a_core(console)
+    from bench.matrix import expand
+    from bench.runner import run_experiment
+
+    records = run_experiment(exp, where, console, args.workers or (1 if busy else None), exp.cluster.ray)
+    if not records:
+        return 1
+    code = _report(exp, where, console)
+    return 1 if len(records) < len(expand(exp)) else code  # a cell failed: its message says what to change
+
+
+COMMANDS = {
+    "list": _list_command,
+    "doctor": _doctor_command,
+    "rank": _rank_command,
+    "stability": _stability_command,
+    "report": _report_command,
+    "validate": _validate_command,
+    "run": _run_command,
+}
 
 
 def _error(err: Console, message: str) -> None:
@@ -673,17 +736,15 @@ def _warn_missing_datasets(exp, err: Console) -> None:
             )
 
 
-def _check_store_paths(exp) -> None:
+def _check_store_paths(where) -> None:
     """Each store URI, however it was set (file, flag, environment), has a known scheme, and a sqlite store's folder
     exists or can be made, and can be written: else a ConfigError naming it."""
     from bench import stores
     from bench.config import STORAGE_SCHEMES, TRACKING_SCHEMES, ConfigError, check_scheme
-    from bench.tracking import tracking_uri
-    from bench.tuning import storage_url
 
     for setting, uri, schemes, what in (
-        ("tracking_uri", tracking_uri(exp.tracking_uri), TRACKING_SCHEMES, "an MLflow tracking URI"),
-        ("optuna_storage", storage_url(exp.optuna_storage), STORAGE_SCHEMES, "an Optuna storage URL"),
+        ("tracking_uri", where.tracking, TRACKING_SCHEMES, "an MLflow tracking URI"),
+        ("optuna_storage", where.optuna, STORAGE_SCHEMES, "an Optuna storage URL"),
     ):
         try:
             check_scheme(uri, schemes, what)

@@ -9,27 +9,27 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from bench import data, execution, racing, results, stats, stores
+from bench import data, execution, racing, results, stats
 from bench.config import Experiment
 from bench.matrix import Cell, expand
-from bench.tracking import Tracker, tracking_uri
-from bench.tuning import storage_url
+from bench.stores import Stores, prepare
+from bench.tracking import Tracker
 
 
 def run_experiment(
-    exp: Experiment, console: Console, workers: int | None = None, ray: str | None = None
+    exp: Experiment, stores: Stores, console: Console, workers: int | None = None, ray: str | None = None
 ) -> list[dict[str, Any]]:
-    """Run every unfinished cell of ``exp`` on ``workers`` local workers (default: as many as the cores hold), or
-    on the Ray cluster at ``ray`` (``local``: one started here), and return the records of all finished cells, in
-    matrix order.
+    """Run every unfinished cell of ``exp``, with its results in ``stores``, on ``workers`` local workers (default:
+    as many as the cores hold), or on the Ray cluster at ``ray`` (``local``: one started here), and return the
+    records of all finished cells, in matrix order.
 
     The stores are created first, once, by this process. Any number of ``bench run`` processes may share a results
     folder: each cell is claimed before it is trained. A cell that fails (every trial diverged) is reported and
     skipped; the rest of the matrix still runs.
     """
     with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(execution.ray_cluster(exp, ray)) if ray else None
-        return _run_cells(exp, console, workers, cluster)
+        cluster = stack.enter_context(execution.ray_cluster(stores, ray)) if ray else None
+        return _run_cells(exp, stores, console, workers, cluster)
 
 
 def _longest_first(cells: list[Cell]) -> list[Cell]:
@@ -40,19 +40,19 @@ def _longest_first(cells: list[Cell]) -> list[Cell]:
 
 
 def _run_cells(
-    exp: Experiment, console: Console, workers: int | None, cluster: dict[str, float] | None
+    exp: Experiment, stores: Stores, console: Console, workers: int | None, cluster: dict[str, float] | None
 ) -> list[dict[str, Any]]:
-    for line in stores.prepare(tracking_uri(exp.tracking_uri), storage_url(exp.optuna_storage)):
+    for line in prepare(stores.tracking, stores.optuna):
         console.print(Text(line, style="yellow"))
     cells = expand(exp)
     loaded = {name: data.DATASETS.get(name).load() for name in dict.fromkeys(c.dataset for c in cells)}
     cells = expand(exp)  # datasets downloaded just now change their cells' keys
-    Tracker(tracking_uri(exp.tracking_uri), exp.name)  # the experiment exists before any worker starts
+    Tracker(stores.tracking, exp.name)  # the experiment exists before any worker starts
     todo = _longest_first([c for c in cells if not results.is_finished(exp.name, c)])
     for cell in cells:
         if cell not in todo:
             console.print(Text(f"finished earlier: {cell.run_name}", style="dim"))
-    failures = _train(exp, todo, len(cells), console, workers, cluster, loaded)
+    failures = _train(exp, stores, todo, len(cells), console, workers, cluster, loaded)
     records = _finished(exp, cells)
     # racing: the cells of contests still open get more seeds, round after round, until none asks for more
     while want := racing.more_seeds(records, exp):
@@ -65,7 +65,7 @@ def _run_cells(
             )
         )
         before = sum(len(r["seeds"]) for r in records)
-        failures += _train(exp, todo, len(todo), console, workers, cluster, loaded)
+        failures += _train(exp, stores, todo, len(todo), console, workers, cluster, loaded)
         records = _finished(exp, cells)
         if sum(len(r["seeds"]) for r in records) == before:  # every cell asked for failed: the race ends here
             break
@@ -82,6 +82,7 @@ def _finished(exp: Experiment, cells: list[Cell]) -> list[dict[str, Any]]:
 
 def _train(
     exp: Experiment,
+    stores: Stores,
     todo: list[Cell],
     total: int,
     console: Console,
@@ -100,4 +101,4 @@ def _train(
         n = execution.workers_for(exp, workers, len(todo))
         where = f"{n} worker(s), {threads}"
     console.print(Text(f"{len(todo)} cell(s) to train on {where}"))
-    return execution.execute(exp, todo, total, n, console, loaded, cluster)
+    return execution.execute(exp, stores, todo, total, n, console, loaded, cluster)

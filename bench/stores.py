@@ -10,21 +10,29 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import shutil
 import sqlite3
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy
 
 from bench import faults, paths
 
+if TYPE_CHECKING:
+    from bench.config import Experiment
+
 log = logging.getLogger(__name__)
 
 SQLITE = "sqlite:///"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+STORAGE_ENV = "TRANSFERBENCH_OPTUNA_STORAGE"
 
 # Claims on cells (bench/execution/claims.py), in the Optuna storage that every worker of a matrix shares: part of
 # that store's schema, so created with it, once.
@@ -35,6 +43,36 @@ CLAIMS = sqlalchemy.Table(
     sqlalchemy.Column("owner", sqlalchemy.String(256), nullable=False),
     sqlalchemy.Column("expires", sqlalchemy.Float, nullable=False),
 )
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Where a run's results go, decided once when a command starts and handed to every process of the run (a
+    worker or a Ray node never resolves them again from its own environment)."""
+
+    tracking: str  # the MLflow tracking URI
+    optuna: str  # the Optuna storage URL
+
+    @property
+    def claims(self) -> str:
+        """Where the claims on cells live: the ``CLAIMS`` table of the Optuna storage, which every worker shares."""
+        return self.optuna
+
+
+def resolve(exp: Experiment) -> Stores:
+    """The experiment's stores: each one as the file (or a flag) sets it, else from the environment, else sqlite in
+    the results folder."""
+    return Stores(tracking_uri(exp.tracking_uri), storage_url(exp.optuna_storage))
+
+
+def tracking_uri(configured: str | None) -> str:
+    """``configured``, else ``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the results folder."""
+    return configured or os.environ.get(TRACKING_ENV) or f"{SQLITE}{(paths.results_root() / 'mlflow.db').resolve()}"
+
+
+def storage_url(configured: str | None) -> str:
+    """``configured``, else ``$TRANSFERBENCH_OPTUNA_STORAGE``, else ``optuna.db`` in the results folder."""
+    return configured or os.environ.get(STORAGE_ENV) or f"{SQLITE}{(paths.results_root() / 'optuna.db').resolve()}"
 
 
 class StoreError(RuntimeError):

@@ -20,7 +20,6 @@ from bench.strategies import STRATEGIES
 if TYPE_CHECKING:
     from bench.train import EvalStats
 
-TRACKING_ENV = "MLFLOW_TRACKING_URI"
 NOTE = "mlflow.note.content"  # the tag MLflow shows as an experiment's or run's description
 # Columns of the report's summary logged on each cell's parent run (examples_per_class: the budget as a number)
 COMPARISONS = (
@@ -33,15 +32,6 @@ COMPARISONS = (
     "p_improve",
     "examples_per_class",
 )
-
-
-def default_tracking_uri() -> str:
-    return f"sqlite:///{(paths.results_root() / 'mlflow.db').resolve()}"
-
-
-def tracking_uri(configured: str | None) -> str:
-    """The experiment file's ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the sqlite store in results/."""
-    return configured or os.environ.get(TRACKING_ENV) or default_tracking_uri()
 
 
 def browse_hint(uri: str) -> str:

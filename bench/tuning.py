@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from bench import faults, paths, stores
+from bench import faults, stores
 from bench.config import Experiment
 from bench.matrix import Cell
 from bench.strategies import Hyperparameters
@@ -18,19 +17,12 @@ from bench.tracking import Tracker
 from bench.train import DivergedError, EvalStats
 from bench.trainer import CellTrainer
 
-STORAGE_ENV = "TRANSFERBENCH_OPTUNA_STORAGE"
 TUNING_SEED = 0  # the split and init every trial uses; final seeds are 0..N-1 and see the test split
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class TuningFailedError(RuntimeError):
     """No trial of a cell completed (every one diverged or was pruned)."""
-
-
-def storage_url(configured: str | None) -> str:
-    """The experiment file's ``optuna_storage``, else ``$TRANSFERBENCH_OPTUNA_STORAGE``, else sqlite in results/."""
-    default = f"sqlite:///{(paths.results_root() / 'optuna.db').resolve()}"
-    return configured or os.environ.get(STORAGE_ENV) or default
 
 
 @functools.cache
@@ -40,10 +32,10 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": stores.connect_args(url)})
 
 
-def open_study(cell: Cell, exp: Experiment) -> optuna.Study:
-    """The cell's study. Only the holder of the cell's claim opens it, so a trial still RUNNING belongs to a process
-    that died: it is failed at once, and the trial it was is drawn again."""
-    storage = _storage(storage_url(exp.optuna_storage))
+def open_study(cell: Cell, exp: Experiment, url: str) -> optuna.Study:
+    """The cell's study in the Optuna storage at ``url``. Only the holder of the cell's claim opens it, so a trial
+    still RUNNING belongs to a process that died: it is failed at once, and the trial it was is drawn again."""
+    storage = _storage(url)
     pruners = {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
         # the resource is a trial's validations: at most training.evaluations are reported
@@ -87,6 +79,7 @@ def defaults(trainer: CellTrainer) -> Hyperparameters:
 def tune(
     trainer: CellTrainer,
     tracker: Tracker,
+    storage: str,
     progress: Callable[[str], None] = lambda msg: None,
 ) -> tuple[Hyperparameters, optuna.Study | None]:
     """Run the trials this cell still owes and return the best trial's hyperparameters.
@@ -95,14 +88,15 @@ def tune(
     its training examples) has nothing to choose trials on: it runs no study and takes the strategy's defaults
     (``study`` None).
 
-    Completed and pruned trials count towards ``n_trials`` (a diverged trial is pruned); trials of a
-    process that died are marked failed and redone, so every strategy gets the same budget. The pruner
-    sees one report per validation; metrics reach MLflow in one batch when the trial ends.
+    The study lives in the Optuna storage at ``storage``. Completed and pruned trials count towards ``n_trials`` (a
+    diverged trial is pruned); trials of a process that died are marked failed and redone, so every strategy gets
+    the same budget. The pruner sees one report per validation; metrics reach MLflow in one batch when the trial
+    ends.
     """
     cell, exp = trainer.cell, trainer.exp
     if not trainer.validates():  # nothing to choose on: the documented starting point, no study
         return defaults(trainer), None
-    study = open_study(cell, exp)
+    study = open_study(cell, exp, storage)
     n_trials = exp.tuning.n_trials
 
     def objective(trial: optuna.Trial) -> float:

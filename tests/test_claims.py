@@ -108,9 +108,9 @@ def test_a_driver_waiting_for_stopped_tasks_gives_up_on_a_store_locked_past_its_
     monkeypatch.setattr(stores, "connect_args", lambda url: {"timeout": 0.2})
     lock = sqlite3.connect(tmp_path / "claims.db", isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")  # as a process stopped in the middle of a write would hold it
-    exp, cell = types.SimpleNamespace(optuna_storage=url), types.SimpleNamespace(key="cell")
+    cell = types.SimpleNamespace(key="cell")
     started = time.monotonic()
-    cluster._wait_for_release(exp, [cell])  # returns instead of raising "database is locked"
+    cluster._wait_for_release(url, [cell])  # returns instead of raising "database is locked"
     assert time.monotonic() - started < cluster.STOP_SECONDS  # it stopped looking, not waited for a live holder
     with pytest.raises(sa.exc.OperationalError) as locked:
         Claims(url).holder("cell")

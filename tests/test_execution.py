@@ -182,12 +182,12 @@ def test_runs_cut_off_inside_a_store_write_are_ended_killed_without_waiting_for_
 
     from bench import config, stores
     from bench.matrix import expand
-    from bench.tracking import Tracker, tracking_uri
-    from bench.tuning import storage_url
+    from bench.tracking import Tracker
 
     exp = config.parse(tiny_experiment())
-    stores.prepare(tracking_uri(None), storage_url(None))
-    tracker = Tracker(tracking_uri(None), exp.name)
+    where = stores.resolve(exp)
+    stores.prepare(where.tracking, where.optuna)
+    tracker = Tracker(where.tracking, exp.name)
     armed = {"commit": False, "close": False}
     real_commit, real_close = sqlalchemy.orm.Session.commit, sqlalchemy.orm.Session.close
 
@@ -214,7 +214,7 @@ def test_runs_cut_off_inside_a_store_write_are_ended_killed_without_waiting_for_
 
     assert tracker.stopped(work) is KeyboardInterrupt
     assert not armed["commit"] and not armed["close"], "the write was not cut off as planned"
-    status = [s for (s,) in _query(Path(tracking_uri(None)[len("sqlite:///") :]), "SELECT status FROM runs")]
+    status = [s for (s,) in _query(stores.sqlite_path(where.tracking), "SELECT status FROM runs")]
     assert status == ["KILLED"]
 
 

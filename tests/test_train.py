@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import tiny_experiment
 
-from bench import config, data
+from bench import config, data, stores
 from bench.matrix import expand, training_key
 from bench.strategies import STRATEGIES, get_strategy
 from bench.strategies.bitfit import BitFit
-from bench.tracking import Tracker, tracking_uri
+from bench.tracking import Tracker
 from bench.train import (
     Batches,
     DivergedError,
@@ -82,9 +82,10 @@ def test_a_diverging_trial_is_pruned_and_tuning_goes_on(monkeypatch):
         return real_run(hp, seed, **kw)
 
     monkeypatch.setattr(trainer, "run", first_diverges)
-    tracker = Tracker(tracking_uri(None), exp.name)
+    where = stores.resolve(exp)
+    tracker = Tracker(where.tracking, exp.name)
     with tracker.cell_run(cell, {}):
-        hp, study = tune(trainer, tracker)
+        hp, study = tune(trainer, tracker, where.optuna)
     states = [t.state.name for t in study.trials]
     assert states.count("PRUNED") == 1 and states.count("COMPLETE") == 2
     assert "diverged" in study.trials[0].user_attrs and hp in calls[1:]
@@ -266,7 +267,7 @@ def test_options_left_off_keep_the_cell_keys_of_existing_results():
 def test_hyperband_stops_trials_whose_validations_trail_at_its_rungs(results_root):
     results_root.mkdir(parents=True)  # where the study's sqlite storage goes
     exp = config.parse(tiny_experiment(tuning={"n_trials": 12, "pruner": "hyperband"}, training={"evaluations": 9}))
-    study = open_study(expand(exp)[0], exp)
+    study = open_study(expand(exp)[0], exp, stores.resolve(exp).optuna)
     assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
     stopped_at = {}
     for number in range(12):
@@ -325,9 +326,10 @@ def test_a_study_starts_from_the_strategys_defaults_when_asked():
     exp = config.parse(tiny_experiment(strategies=["bitfit"], tuning={"n_trials": 2, "first_trial": "defaults"}))
     cell = expand(exp)[0]
     trainer = CellTrainer(cell, exp, data.DATASETS.get("cifar10").load())
-    tracker = Tracker(tracking_uri(None), exp.name)
+    where = stores.resolve(exp)
+    tracker = Tracker(where.tracking, exp.name)
     with tracker.cell_run(cell, {}):
-        _, study = tune(trainer, tracker)
+        _, study = tune(trainer, tracker, where.optuna)
     assert study.trials[0].params == BitFit.defaults and study.trials[1].params != BitFit.defaults
     sampled = config.parse(tiny_experiment(strategies=["bitfit"], tuning={"n_trials": 2}))
     assert expand(sampled)[0].key != cell.key  # a different protocol, so a different cell

@@ -50,8 +50,8 @@ class _WithoutADefault(Strategy):
 
 
 def test_a_cell_without_a_hold_out_runs_no_study_and_takes_the_strategys_defaults(results_root, monkeypatch):
-    from bench import data
-    from bench.tracking import Tracker, tracking_uri
+    from bench import data, stores
+    from bench.tracking import Tracker
     from bench.trainer import CellTrainer
 
     monkeypatch.setitem(STRATEGIES._entries, _WithoutADefault.name, _WithoutADefault)
@@ -59,10 +59,11 @@ def test_a_cell_without_a_hold_out_runs_no_study_and_takes_the_strategys_default
         tiny_experiment(budgets=[5], strategies=["l2sp", _WithoutADefault.name], splits={"test_per_class": 5})
     )  # 20 % of 5 per class is 1: too few to hold out
     ds = data.DATASETS.get("cifar10").load()
+    where = stores.resolve(exp)
     for cell in expand(exp):
         trainer = CellTrainer(cell, exp, ds)
         assert not trainer.validates()
-        hp, study = tune(trainer, Tracker(tracking_uri(None), exp.name))
+        hp, study = tune(trainer, Tracker(where.tracking, exp.name), where.optuna)
         assert study is None and hp["lr"] == trainer.strategy.defaults["lr"]
         assert set(hp) >= {"lr", "weight_decay"}  # the full hyperparameters: fixed values and defaults
-    assert tune(CellTrainer(expand(exp)[1], exp, ds), Tracker(tracking_uri(None), exp.name))[0] == hp  # seeded
+    assert tune(CellTrainer(expand(exp)[1], exp, ds), Tracker(where.tracking, exp.name), where.optuna)[0] == hp

@@ -16,6 +16,7 @@ from bench.execution.pool import WorkerError, run_pool
 from bench.execution.progress import Display
 from bench.execution.worker import work
 from bench.matrix import Cell
+from bench.stores import Stores
 from bench.trainer import pick_device
 
 __all__ = ["WorkerError", "execute", "ray_cluster", "workers_for"]
@@ -41,19 +42,17 @@ def ray_slots(exp: Experiment, resources: dict[str, float], cells: int) -> int:
 
 
 @contextlib.contextmanager
-def ray_cluster(exp: Experiment, address: str) -> Iterator[dict[str, float]]:
+def ray_cluster(stores: Stores, address: str) -> Iterator[dict[str, float]]:
     """The Ray cluster at ``address`` (``local``: started here) for the block, once it is known that every node
-    can reach the experiment's stores; yields its resources (``CPU``, ``GPU``, ...)."""
-    from bench.tracking import tracking_uri
-    from bench.tuning import storage_url
-
+    can reach ``stores``; yields its resources (``CPU``, ``GPU``, ...)."""
     with cluster.connect(address) as resources:
-        cluster.check_stores(tracking_uri(exp.tracking_uri), storage_url(exp.optuna_storage), cluster.remote_nodes())
+        cluster.check_stores(stores.tracking, stores.optuna, cluster.remote_nodes())
         yield resources
 
 
 def execute(
     exp: Experiment,
+    stores: Stores,
     cells: list[Cell],
     total: int,
     workers: int,
@@ -61,18 +60,19 @@ def execute(
     loaded: dict[str, data.LoadedDataset],
     ray: dict[str, float] | None = None,
 ) -> int:
-    """Train ``cells`` (of ``total`` in the matrix) on ``workers`` workers, or as tasks on the Ray cluster whose
-    resources are ``ray`` (``workers`` then sizes the display); return how many failed."""
+    """Train ``cells`` (of ``total`` in the matrix), with their results in ``stores``, on ``workers`` workers, or
+    as tasks on the Ray cluster whose resources are ``ray`` (``workers`` then sizes the display); return how many
+    failed."""
     run_id = secrets.token_hex(8)
     cores.keep(0 if ray is not None else workers * exp.training.threads)  # the cores held since start-up, for them
     try:
         with Display(console, total, total - len(cells), workers) as display:
             if ray is not None:
-                cluster.run_on_ray(exp, cells, display, run_id, ray)
+                cluster.run_on_ray(exp, stores, cells, display, run_id, ray)
             elif workers == 1:
-                work(exp, cells, 0, display.handle, run_id, loaded)
+                work(exp, stores, cells, 0, display.handle, run_id, loaded)
             else:
-                run_pool(exp, cells, workers, display, run_id, loaded)
+                run_pool(exp, stores, cells, workers, display, run_id, loaded)
     finally:
         cores.keep(0)
     return display.failures

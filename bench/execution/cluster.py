@@ -29,6 +29,7 @@ from bench.config import ConfigError, Experiment
 from bench.execution.progress import Display
 from bench.execution.worker import Event, work
 from bench.matrix import Cell
+from bench.stores import Stores
 from bench.strategies import STRATEGIES
 
 LOCAL = "local"
@@ -159,28 +160,25 @@ def _on_this_machine(ip: str, driver_ip: str) -> bool:
         return False
 
 
-def run_on_ray(exp: Experiment, cells: list[Cell], display: Display, run_id: str, cluster: dict[str, float]) -> None:
-    """Train ``cells`` as Ray tasks and save their records here; an error in one stops the others (their runs
-    end KILLED) and is raised as a ``WorkerError``, as Ctrl-C is, once the tasks have stopped."""
+def run_on_ray(
+    exp: Experiment, stores: Stores, cells: list[Cell], display: Display, run_id: str, cluster: dict[str, float]
+) -> None:
+    """Train ``cells`` as Ray tasks, with the stores this process resolved (not as each node's environment would
+    set them), and save their records here; an error in one stops the others (their runs end KILLED) and is raised
+    as a ``WorkerError``, as Ctrl-C is, once the tasks have stopped."""
     import ray
     from ray.util.queue import Queue
 
     from bench.execution.pool import WorkerError
-    from bench.tracking import tracking_uri
-    from bench.tuning import storage_url
 
     if exp.training.device == "cuda" and not cluster.get("GPU"):
         raise ConfigError("training.device is 'cuda' but the Ray cluster has no GPU: use 'auto' or add GPU nodes")
-    # the stores as this process resolved them (its flags and environment), not as each node would
-    exp = exp.model_copy(
-        update={"tracking_uri": tracking_uri(exp.tracking_uri), "optuna_storage": storage_url(exp.optuna_storage)}
-    )
     events = Queue()
     lines = _Lines(display)
     task = ray.remote(max_retries=MAX_RETRIES)(_cell_task)
     pending = {
         task.options(**resources(exp, cell, cluster.get("GPU", 0.0)), name=cell.run_name).remote(
-            exp, cell, i, run_id, events
+            exp, stores, cell, i, run_id, events
         ): cell
         for i, cell in enumerate(cells)
     }
@@ -201,18 +199,19 @@ def run_on_ray(exp: Experiment, cells: list[Cell], display: Display, run_id: str
         if pending:  # Ctrl-C or an error: ask the running tasks to stop as after Ctrl-C, and wait for them
             for ref in pending:
                 ray.cancel(ref)
-            _wait_for_release(exp, list(pending.values()))
+            _wait_for_release(stores.claims, list(pending.values()))
             lines.show(_drain(events))
 
 
-def _wait_for_release(exp: Experiment, cells: list[Cell]) -> None:
-    """Wait (at most ``STOP_SECONDS``) until no live task holds a claim on ``cells``. A cancelled task's reference
-    resolves at once, but its worker first ends its open runs as KILLED, then releases its claim."""
+def _wait_for_release(claims_url: str, cells: list[Cell]) -> None:
+    """Wait (at most ``STOP_SECONDS``) until no live task holds a claim on ``cells`` in the store at ``claims_url``.
+    A cancelled task's reference resolves at once, but its worker first ends its open runs as KILLED, then releases
+    its claim."""
     import sqlalchemy
 
     from bench.execution.claims import for_store
 
-    claims, end = for_store(exp.optuna_storage), time.monotonic() + STOP_SECONDS
+    claims, end = for_store(claims_url), time.monotonic() + STOP_SECONDS
     while time.monotonic() < end:
         try:
             if not any(claims.holder(c.key) for c in cells):
@@ -222,7 +221,9 @@ def _wait_for_release(exp: Experiment, cells: list[Cell]) -> None:
         time.sleep(0.2)
 
 
-def _cell_task(exp: Experiment, cell: Cell, index: int, run_id: str, events: Any) -> dict[str, Any] | None:
+def _cell_task(
+    exp: Experiment, stores: Stores, cell: Cell, index: int, run_id: str, events: Any
+) -> dict[str, Any] | None:
     """One cell, in a Ray worker process: the local worker loop with Ray's CPUs; the record, or None if it failed
     (its event says why)."""
     started = time.time()  # before the imports and data loading of a fresh worker process
@@ -241,7 +242,7 @@ def _cell_task(exp: Experiment, cell: Cell, index: int, run_id: str, events: Any
     def emit(event: Event) -> None:
         events.put((event.kind, index, event.text))  # plain values: the queue's actor then imports nothing of ours
 
-    work(exp, [cell], index, emit, run_id, hold=_ray_holds, where=where)
+    work(exp, stores, [cell], index, emit, run_id, hold=_ray_holds, where=where)
     return results.load_cell(exp.name, cell)
 
 

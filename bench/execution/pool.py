@@ -26,6 +26,7 @@ from bench.config import Experiment
 from bench.execution.progress import Display
 from bench.execution.worker import Event, work
 from bench.matrix import Cell
+from bench.stores import Stores
 
 FATAL = 3  # a worker's exit code after it reported an error: not replaced
 INTERRUPTED = (130, 143)
@@ -38,6 +39,7 @@ class WorkerError(RuntimeError):
 
 def run_pool(
     exp: Experiment,
+    stores: Stores,
     cells: list[Cell],
     workers: int,
     display: Display,
@@ -48,12 +50,14 @@ def run_pool(
     (it starts training at once, with its datasets loaded), spawned processes are the others."""
     ctx = mp.get_context("spawn")
     events: Any = ctx.Queue()
-    procs = {i: _start(ctx, exp, cells, i, events, run_id) for i in range(1, workers)}
+    procs = {i: _start(ctx, exp, stores, cells, i, events, run_id) for i in range(1, workers)}
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(ctx, exp, cells, procs, events, run_id, display, stop), daemon=True)
+    watcher = threading.Thread(
+        target=_watch, args=(ctx, exp, stores, cells, procs, events, run_id, display, stop), daemon=True
+    )
     watcher.start()
     try:
-        work(exp, cells, 0, display.handle, run_id, loaded)
+        work(exp, stores, cells, 0, display.handle, run_id, loaded)
         watcher.join()  # the others end once every cell is settled, as this worker's loop did
     except KeyboardInterrupt:
         if display.error is None:
@@ -69,6 +73,7 @@ def run_pool(
 def _watch(
     ctx: Any,
     exp: Experiment,
+    stores: Stores,
     cells: list[Cell],
     procs: dict[int, Any],
     events: Any,
@@ -94,7 +99,7 @@ def _watch(
                 _thread.interrupt_main()
                 return
             display.note(f"worker {i + 1} died (exit code {proc.exitcode}); a new one takes its cell over")
-            procs[i] = _start(ctx, exp, cells, i, events, run_id)
+            procs[i] = _start(ctx, exp, stores, cells, i, events, run_id)
     _drain(events, display)
 
 
@@ -114,8 +119,10 @@ def _drain(events: Any, display: Display, timeout: float = 0.0) -> None:
         return
 
 
-def _start(ctx: Any, exp: Experiment, cells: list[Cell], worker: int, events: Any, run_id: str) -> Any:
-    proc = ctx.Process(target=_worker_main, args=(exp, cells, worker, events, run_id), name=f"bench-worker-{worker}")
+def _start(ctx: Any, exp: Experiment, stores: Stores, cells: list[Cell], worker: int, events: Any, run_id: str) -> Any:
+    proc = ctx.Process(
+        target=_worker_main, args=(exp, stores, cells, worker, events, run_id), name=f"bench-worker-{worker}"
+    )
     proc.start()
     return proc
 
@@ -131,14 +138,14 @@ def _stop(procs: Any) -> None:
             p.kill()
 
 
-def _worker_main(exp: Experiment, cells: list[Cell], worker: int, events: Any, run_id: str) -> None:
+def _worker_main(exp: Experiment, stores: Stores, cells: list[Cell], worker: int, events: Any, run_id: str) -> None:
     """A worker process: Ctrl-C and SIGTERM end its runs as KILLED; an error is reported, not printed."""
     from bench import errors
 
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        work(exp, cells, worker, events.put, run_id, hold=_handed_over(events, worker))
+        work(exp, stores, cells, worker, events.put, run_id, hold=_handed_over(events, worker))
         code = 0
     except KeyboardInterrupt:
         os._exit(130)

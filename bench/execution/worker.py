@@ -19,9 +19,10 @@ from bench.cell import done_line, run_cell
 from bench.config import Experiment
 from bench.execution import claims as leases
 from bench.matrix import Cell
-from bench.tracking import Tracker, tracking_uri
+from bench.stores import Stores
+from bench.tracking import Tracker
 from bench.trainer import CellTrainer, pick_device
-from bench.tuning import TuningFailedError, storage_url
+from bench.tuning import TuningFailedError
 
 WAIT_SECONDS = 2.0
 
@@ -37,6 +38,7 @@ class Event:
 
 def work(
     exp: Experiment,
+    stores: Stores,
     cells: list[Cell],
     worker: int,
     emit: Callable[[Event], None],
@@ -45,13 +47,14 @@ def work(
     hold: Callable[[int, Callable[[str], None]], AbstractContextManager[object]] = cores.hold,
     where: dict[str, str] | None = None,
 ) -> None:
-    """Train every cell of ``cells`` that nobody has finished, failed in run ``run_id``, or holds alive.
+    """Train every cell of ``cells`` that nobody has finished, failed in run ``run_id``, or holds alive, with the
+    claims, studies and runs in ``stores``.
 
     ``hold(threads, say)`` gives the worker its share of the machine before each claim: by default this
     machine's cores (``cores.hold``); a Ray task has its CPUs from Ray already. ``where`` (a Ray node and its
     share of it) is recorded with each cell's environment."""
-    claims = leases.for_store(storage_url(exp.optuna_storage))
-    tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)
+    claims = leases.for_store(stores.claims)
+    tracker = Tracker(stores.tracking, exp.name)
     loaded = {} if loaded is None else loaded
     where = where or {}
 
@@ -68,7 +71,9 @@ def work(
                 while (cell := next((c for c in pending if claims.try_claim(c.key)), None)) is not None:
                     try:
                         if not _settled(exp, cell, run_id):  # it may have finished between the look and the claim
-                            train = functools.partial(_train, exp, cell, worker, emit, run_id, tracker, loaded, where)
+                            train = functools.partial(
+                                _train, exp, stores, cell, worker, emit, run_id, tracker, loaded, where
+                            )
                             if (interrupt := tracker.stopped(train)) is not None:
                                 # its runs are ended before the claim goes, for whoever waits for it; and a run
                                 # the interrupt cut off while MLflow was starting it, which only the store knows
@@ -91,6 +96,7 @@ def _settled(exp: Experiment, cell: Cell, run_id: str) -> bool:
 
 def _train(
     exp: Experiment,
+    stores: Stores,
     cell: Cell,
     worker: int,
     emit: Callable[[Event], None],
@@ -106,7 +112,7 @@ def _train(
         loaded[cell.dataset] = data.DATASETS.get(cell.dataset).load()
     env = environment.describe(str(pick_device(exp.training.device))) | where
     try:
-        record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset], say), tracker, env)
+        record = run_cell(CellTrainer(cell, exp, loaded[cell.dataset], say), tracker, stores.optuna, env)
     except TuningFailedError as err:
         results.save_failure(exp.name, cell, run_id, str(err))
         emit(Event("failed", worker, str(err)))
