@@ -8,7 +8,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -611,33 +610,34 @@ def _stability_command(command: _Command) -> int:
 
 
 def _report_command(command: _Command) -> int:
-    from bench import config, stores
+    from bench import config, preflight, stores
 
-    _check_results_folder()
     exp = _with_flags(config.load(_experiment_file(command.args.experiment)), command.args)
-    return _report(exp, stores.resolve(exp), command.console)
+    where = stores.resolve(exp)
+    preflight.check(exp, where, training=False)
+    return _report(exp, where, command.console)
 
 
 def _validate_command(command: _Command) -> int:
-    from bench import config
+    from bench import config, preflight, stores
 
     exp = config.load(command.args.file)
+    preflight.check(exp, stores.resolve(exp))
     command.console.print(f"{command.args.file}: valid experiment '{exp.name}'")
     return 0
 
 
 def _run_command(command: _Command) -> int:
-    from bench import config, stores
+    from bench import config, preflight, stores
 
     args, console = command.args, command.console
     exp = command.exp = _with_flags(config.load(args.file), args)
     where = stores.resolve(exp)
+    preflight.check(exp, where)  # before anything is written
     if args.dry_run:
         _warn_missing_datasets(exp, command.err)
         _dry_run(exp, console)
         return 0
-    _check_results_folder()
-    _check_store_paths(where)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _interrupt)
     busy = command.busy
@@ -704,22 +704,6 @@ def _wait_for_a_core(console: Console) -> bool:
             return held < environment.available_cores()
 
 
-def _check_results_folder() -> None:
-    """The results folder exists or can be created, and can be written: else a ConfigError naming it."""
-    from bench import paths
-    from bench.config import ConfigError
-
-    root = paths.results_root()
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"--results {root}: not a folder; give a folder (it is created if missing)")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-"):  # own name: two runs may check at once
-            pass
-    except OSError as e:
-        raise ConfigError(f"--results {root}: cannot write there ({e.strerror}); give a folder you can write") from e
-
-
 def _warn_missing_datasets(exp, err: Console) -> None:
     """A dataset that is not in the data root has other cell keys until it is there: say so."""
     from bench import data, paths
@@ -733,31 +717,6 @@ def _warn_missing_datasets(exp, err: Console) -> None:
                     "its cells cannot be matched with finished ones",
                     style="yellow",
                 )
-            )
-
-
-def _check_store_paths(where) -> None:
-    """Each store URI, however it was set (file, flag, environment), has a known scheme, and a sqlite store's folder
-    exists or can be made, and can be written: else a ConfigError naming it."""
-    from bench import stores
-    from bench.config import STORAGE_SCHEMES, TRACKING_SCHEMES, ConfigError, check_scheme
-
-    for setting, uri, schemes, what in (
-        ("tracking_uri", where.tracking, TRACKING_SCHEMES, "an MLflow tracking URI"),
-        ("optuna_storage", where.optuna, STORAGE_SCHEMES, "an Optuna storage URL"),
-    ):
-        try:
-            check_scheme(uri, schemes, what)
-        except ValueError as e:
-            raise ConfigError(f"{setting} (from the file, a flag or the environment): {e}") from None
-        path = stores.sqlite_path(uri)
-        if path is None:
-            continue
-        folder = next(p for p in [path.parent, *path.parents] if p.exists())
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise ConfigError(
-                f"{setting} {uri[:200]}: cannot create or write the store there ({folder} is not a folder this "
-                "process can write); give a path you can write, or leave it unset for the results folder"
             )
 
 

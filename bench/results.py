@@ -20,7 +20,8 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def cells_dir(experiment: str) -> Path:
-    return paths.experiment_dir(experiment) / "cells"
+    """Where the experiment's cells are kept (not created here: a look for finished cells writes nothing)."""
+    return paths.results_root() / experiment / "cells"
 
 
 def cell_path(experiment: str, cell: Cell) -> Path:

@@ -215,3 +215,117 @@ def test_a_dry_run_warns_when_a_dataset_is_not_in_the_data_root(tmp_path, capsys
     assert cli.main(["--data-root", str(empty), "run", str(exp), "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "warning: dataset 'cifar10' is not in the data root" in err
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# name -> (experiment overrides, environment, words the error must contain): what only shows once a run would
+# write or train, checked before anything is written
+BEFORE_WRITING: dict[str, tuple[dict, dict, str]] = {
+    "tracking store under /proc": (
+        {"tracking_uri": "sqlite:////proc/nope/x.db"},
+        {},
+        "tracking_uri sqlite:////proc/nope/x.db: cannot create or write the store there",
+    ),
+    "optuna store under /proc, from the environment": (
+        {},
+        {"TRANSFERBENCH_OPTUNA_STORAGE": "sqlite:////proc/nope/optuna.db"},
+        "optuna_storage sqlite:////proc/nope/optuna.db: cannot create or write the store there",
+    ),
+    "store under a file": ({"optuna_storage": "sqlite:////etc/hostname/o.db"}, {}, "/etc/hostname is not a folder"),
+    "unknown scheme, from the environment": (
+        {},
+        {"MLFLOW_TRACKING_URI": "ftp://host/mlflow"},
+        "not an MLflow tracking",
+    ),
+    "cuda without CUDA": (
+        {"training": {"epochs": 2, "batch_size": 16, "device": "cuda"}},
+        {},
+        "training.device: 'cuda', but this machine has no CUDA device",
+    ),
+    "unknown timm model": ({"backbones": ["timm:not_a_model"]}, {}, "timm has no model 'not_a_model'"),
+    "hub text model not here, offline": (
+        {"backbones": ["hf:nobody/nothing"], "datasets": ["sms_spam"]},
+        {"HF_HUB_OFFLINE": "1"},
+        "backbone 'hf:nobody/nothing': its weights (nobody/nothing) are not in the local cache",
+    ),
+}
+
+
+def _one_error(code: int, err: str, words: str, results: Path, cache: Path) -> None:
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and words in err, err
+    assert not results.exists() and not cache.exists(), "something was written"
+
+
+@pytest.mark.parametrize("name", BEFORE_WRITING)
+@pytest.mark.parametrize("command", [["validate"], ["run", "--dry-run"], ["run"]], ids=" ".join)
+def test_what_a_run_would_fail_on_is_refused_before_anything_is_written(
+    name, command, tmp_path, results_root, capsys, monkeypatch
+):
+    overrides, environment, words = BEFORE_WRITING[name]
+    if "device" in overrides.get("training", {}) and _has_cuda():
+        pytest.skip("this machine has a CUDA device")
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TRANSFERBENCH_CACHE", str(cache))
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(**overrides)))
+    code = cli.main([command[0], str(path), *command[1:]])
+    _one_error(code, capsys.readouterr().err, words, results_root, cache)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder")
+@pytest.mark.parametrize("command", [["validate"], ["run", "--dry-run"], ["run"]], ids=" ".join)
+def test_a_store_in_a_folder_without_write_permission_is_refused(command, tmp_path, results_root, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(optuna_storage=f"sqlite:///{locked}/optuna.db")))
+    code = cli.main([command[0], str(path), *command[1:]])
+    _one_error(code, capsys.readouterr().err, "Permission denied", results_root, tmp_path / "no-cache")
+
+
+@pytest.mark.parametrize("experiment", ["/no/such/experiment.yaml", "no_such_experiment"])
+def test_a_report_of_a_missing_experiment_writes_nothing(experiment, tmp_path, results_root, capsys, monkeypatch):
+    monkeypatch.setenv("TRANSFERBENCH_CACHE", str(tmp_path / "cache"))
+    code = cli.main(["report", experiment])
+    _one_error(code, capsys.readouterr().err, "no such experiment file", results_root, tmp_path / "cache")
+
+
+def test_a_report_to_a_store_that_cannot_be_written_writes_nothing(tmp_path, results_root, capsys):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment()))
+    code = cli.main(["report", str(path), "--tracking-uri", "sqlite:////proc/nope/x.db"])
+    _one_error(code, capsys.readouterr().err, "cannot create or write the store", results_root, tmp_path / "no-cache")
+
+
+def test_a_valid_dry_run_passes_quickly_and_writes_nothing(tmp_path, results_root, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    hub = tmp_path / "hub"  # a hub model found in the local cache, as a download once online leaves it
+    (hub / "models--someone--tiny" / "refs").mkdir(parents=True)
+    (hub / "models--someone--tiny" / "refs" / "main").write_text("abc")
+    (hub / "models--someone--tiny" / "snapshots" / "abc").mkdir(parents=True)
+    (hub / "models--someone--tiny" / "snapshots" / "abc" / "config.json").write_text("{}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"")
+    for overrides in (
+        {},
+        {"backbones": [{"name": "timm:test_efficientnet", "weights": str(weights)}]},  # a local weights file
+        {"backbones": ["hf:someone/tiny"], "datasets": ["sms_spam"]},
+        {"backbones": [f"hf:{hub}"], "datasets": ["sms_spam"]},  # a local model folder
+    ):
+        path = tmp_path / "exp.yaml"
+        path.write_text(yaml.safe_dump(tiny_experiment(**overrides)))
+        start = time.perf_counter()
+        assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
+        assert cli.main(["run", str(path), "--dry-run"]) == 0, capsys.readouterr().err
+        assert time.perf_counter() - start < 10 and not results_root.exists(), overrides
