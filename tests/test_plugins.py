@@ -87,7 +87,7 @@ def test_changing_a_plugins_source_reruns_its_cells_and_no_others(plugin_site, p
     changed = tmp_path / "site"
     shutil.copytree(plugin_site, changed)
     module = changed / "transferbench_surgical" / "__init__.py"
-    module.write_text(module.read_text().replace('suggest_int("k", 1, 3)', 'suggest_int("k", 1, 2)'))
+    module.write_text(module.read_text().replace("Hyperparameter(1, 3,", "Hyperparameter(1, 2,"))
     before = _bench(["--results", str(results), "run", str(path), "--dry-run"], plugin_site).stdout
     after = _bench(["--results", str(results), "run", str(path), "--dry-run"], changed).stdout
     assert "3 finished, 0 to run" in before

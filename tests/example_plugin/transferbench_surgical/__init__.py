@@ -6,23 +6,17 @@ the rest of the pretrained network and its features stay as they are. The head t
 
 from typing import Any
 
-import optuna
-
 from bench.backbones.base import Classifier
-from bench.strategies import Hyperparameters, Strategy, register_strategy
+from bench.strategies import Hyperparameter, Hyperparameters, Strategy, register_strategy
 
 
 @register_strategy
 class Surgical(Strategy):
     name = "surgical"
     description = "fine-tune only the first k backbone blocks and the head (Lee et al. 2023)"
-
-    def search_space(self, trial: optuna.Trial) -> Hyperparameters:
-        return {
-            "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-            "k": trial.suggest_int("k", 1, 3),
-        }
+    hyperparameters = {  # lr and weight_decay as every strategy's; k is new
+        "k": Hyperparameter(1, 3, type="int", default=1, source="Lee et al. 2023: the first block for input shifts")
+    }
 
     def param_groups(self, model: Classifier, hp: Hyperparameters) -> list[dict[str, Any]]:
         first = {name for block in model.backbone.blocks()[: hp["k"]] for name in block}
