@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from bench import faults, results
+from bench.analysis.plots import confusion_matrix_png
 from bench.matrix import Cell
 from bench.metrics import classification_metrics
-from bench.plots import confusion_matrix_png
 from bench.tracking import Tracker
-from bench.trainer import CellTrainer
+from bench.training_run import CellTrainer
 from bench.tuning import tune
 
 

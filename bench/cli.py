@@ -334,9 +334,10 @@ def _experiment_file(name: str) -> str:
 def _report(exp, stores, console: Console) -> int:
     """Write the report of ``exp``'s finished cells, log it to the MLflow store of ``stores`` (the summary run's
     artifacts, each cell's comparison metrics, the experiment's description) and print the summary table."""
-    from bench import paths, results, scores
+    from bench import paths, results
+    from bench.analysis import transferability_scores
+    from bench.analysis.report import experiment_note, print_summary, write_report
     from bench.matrix import expand
-    from bench.report import experiment_note, print_summary, write_report
     from bench.tracking import Tracker, browse_hint
 
     records = [r for r in (results.load_cell(exp.name, c) for c in expand(exp)) if r is not None]
@@ -354,8 +355,8 @@ def _report(exp, stores, console: Console) -> int:
         tracker = Tracker(stores.tracking, exp.name)
         tracker.log_comparisons(summary)
         if rows is not None and len(rows):
-            tracker.log_transferability(scores.per_backbone(rows), scores.SCORES)
-            files.append(report.parent / scores.FILE)
+            tracker.log_transferability(transferability_scores.per_backbone(rows), transferability_scores.SCORES)
+            files.append(report.parent / transferability_scores.FILE)
         summary_run = tracker.log_report(exp.name, files)
         tracker.set_description(experiment_note(exp, records, summary_run))
     print_summary(summary, console, f"{exp.name}: test accuracy over {_seeds(exp)} seeds")
@@ -366,7 +367,7 @@ def _report(exp, stores, console: Console) -> int:
 
 def _stability(first: Path, second: Path, console: Console, rope: float, confidence: float) -> int:
     """Print how many cells and verdicts of ``second`` hold against ``first``, and the ones that do not."""
-    from bench import stability
+    from bench.analysis import stability
     from bench.config import ConfigError
 
     try:
@@ -410,12 +411,12 @@ def _transfer_scores(exp, console: Console):
     """The experiment's transferability rows (computed where missing), or None with a warning when a dataset or
     backbone they need is not here, or a backbone's features cannot be scored: the rest of the report does not
     need them."""
-    from bench import scores
+    from bench.analysis import transferability_scores
     from bench.data import DatasetMissingError
 
     try:
         with console.status("transferability scores") as status:
-            return scores.score_experiment(exp, say=status.update)
+            return transferability_scores.score_experiment(exp, say=status.update)
     except (DatasetMissingError, FileNotFoundError, ValueError) as e:
         console.print(Text(f"warning: no transferability scores in the report: {e}", style="yellow"))
         return None
@@ -461,22 +462,25 @@ def _number(text: str, flag: str) -> int:
 
 def _rank(exp, console: Console) -> int:
     """Score the experiment's backbones on its dataset and budget and print them best first (by LogME)."""
-    from bench import paths, scores
+    from bench import paths
+    from bench.analysis import transferability_scores
 
     with console.status("scoring") as status:
-        rows = scores.score_groups(
+        rows = transferability_scores.score_groups(
             exp, [(bb, exp.datasets[0].name, exp.budgets[0]) for bb in exp.backbones], say=status.update
         )
-    ranked = scores.per_backbone(rows).sort_values("logme", ascending=False, na_position="last")
+    ranked = transferability_scores.per_backbone(rows).sort_values("logme", ascending=False, na_position="last")
     table = Table(
         title=f"{exp.datasets[0].name}, {exp.budgets[0]} examples per class: transferability over {exp.seeds.min} "
         "splits (mean ± std; higher predicts better transfer)"
     )
-    for col in ("rank", "backbone", *scores.SCORES):
+    for col in ("rank", "backbone", *transferability_scores.SCORES):
         table.add_column(col, justify="left" if col == "backbone" else "right")
     for i, row in enumerate(ranked.itertuples(), 1):
         table.add_row(
-            str(i), row.backbone, *(_mean_std(getattr(row, s), getattr(row, f"{s}_std")) for s in scores.SCORES)
+            str(i),
+            row.backbone,
+            *(_mean_std(getattr(row, s), getattr(row, f"{s}_std")) for s in transferability_scores.SCORES),
         )
     console.print(table)
     for why in sorted(set(rows.skipped.dropna()) - {""}):
@@ -580,9 +584,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(err, message)
         return 1
     finally:
-        from bench import cores
+        from bench import core_locks
 
-        cores.keep(0)  # whatever stopped the run: no core stays held for workers that never came
+        core_locks.keep(0)  # whatever stopped the run: no core stays held for workers that never came
 
 
 def _list_command(command: _Command) -> int:
@@ -675,9 +679,9 @@ def _reserve_cores() -> bool:
     its workers. One started while other transferbench processes hold every core runs at idle CPU priority
     (Linux's SCHED_IDLE, else nice 19), so its start-up takes only time the others leave idle. True when that is
     so."""
-    from bench import cores, faults
+    from bench import core_locks, faults
 
-    if cores.reserve():
+    if core_locks.reserve():
         faults.point("run.cores_held")
         return False
     try:
@@ -692,15 +696,15 @@ def _wait_for_a_core(console: Console) -> bool:
     a second run then never slows the runs already going. True while other processes still hold some cores: the
     run then takes the cells nobody has taken with one worker (none, when it shares the matrix of a run that kept
     every core busy to its end)."""
-    from bench import cores, environment
+    from bench import core_locks, environment
 
     console.print(
         "every core of this machine trains for another transferbench process: this run waits at idle CPU priority "
         "and starts when a core frees up (Ctrl-C stops it; nothing is lost)"
     )
     while True:
-        cores.wait_for_free()
-        if held := cores.reserve():
+        core_locks.wait_for_free()
+        if held := core_locks.reserve():
             return held < environment.available_cores()
 
 

@@ -20,7 +20,7 @@ import torch
 
 from bench import paths
 from bench.backbones.base import Backbone
-from bench.train import Batches
+from bench.loop import Batches
 
 Progress = Callable[[int, int], None]
 _MEMORY: dict[Path, tuple[np.ndarray, torch.Tensor]] = {}  # path -> the features it held when last read or written

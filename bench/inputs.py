@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.backbones.base import Backbone
-from bench.train import rows
+from bench.loop import rows
 
 Inputs = torch.Tensor | dict[str, torch.Tensor]
 MAX_BYTES = 2 * 1024**3

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench import comparison, stats
+from bench.analysis import comparison, stats
 from bench.config import Experiment
 
 

@@ -9,7 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from bench import data, execution, racing, results, stats
+from bench import data, execution, racing, results
+from bench.analysis import stats
 from bench.config import Experiment
 from bench.matrix import Cell, expand
 from bench.stores import Stores, prepare

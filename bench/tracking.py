@@ -18,7 +18,7 @@ from bench.matrix import Cell
 from bench.strategies import STRATEGIES
 
 if TYPE_CHECKING:
-    from bench.train import EvalStats
+    from bench.loop import EvalStats
 
 NOTE = "mlflow.note.content"  # the tag MLflow shows as an experiment's or run's description
 # Columns of the report's summary logged on each cell's parent run (examples_per_class: the budget as a number)

@@ -11,11 +11,11 @@ from optuna.trial import TrialState
 
 from bench import faults, stores
 from bench.config import Experiment
+from bench.loop import DivergedError, EvalStats
 from bench.matrix import Cell
 from bench.strategies import Hyperparameters
 from bench.tracking import Tracker
-from bench.train import DivergedError, EvalStats
-from bench.trainer import CellTrainer
+from bench.training_run import CellTrainer
 
 TUNING_SEED = 0  # the split and init every trial uses; final seeds are 0..N-1 and see the test split
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)

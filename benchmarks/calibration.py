@@ -6,7 +6,7 @@ prediction is then a coin with the run's and the example's odds. Strategy a's lo
 accuracy is ``delta_points`` above b's. Both are tested on the same examples at the same seeds, as in a cell.
 
 Each draw runs the procedure ``make bench`` runs: ``seeds.min`` seeds, then racing (``Difference.seeds_to_decide``)
-up to ``seeds.max``, and the verdict against +-rope (``bench.comparison``). For comparison, the hierarchical
+up to ``seeds.max``, and the verdict against +-rope (``bench.analysis.comparison``). For comparison, the hierarchical
 percentile bootstrap (seeds resampled, then test examples with the same indices for both strategies; Bouthillier
 et al. 2021) is scored at the minimum seeds: its interval in place of ours, same region, no racing.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
-from bench import comparison
+from bench.analysis import comparison
 
 DIFFICULTY_SD = 2.0
 BASE_LOGIT = 0.4  # b's accuracy about 56 % with the difficulty spread

@@ -3,7 +3,7 @@
 Each run trains a cell of experiments/default.yaml at its strategy's default hyperparameters for its whole schedule
 (no stopping), through the harness (``CellTrainer``: the same split, model, schedule and loop as ``make bench``), and
 records at its starting weights and at every validation the validation accuracy, the validation cross-entropy and
-the test accuracy. Every rule is then replayed on that record exactly as ``bench.train.fit`` applies it (a rule
+the test accuracy. Every rule is then replayed on that record exactly as ``bench.loop.fit`` applies it (a rule
 only reads the validations up to where it stops), and scored by the test accuracy of the weights it keeps:
 
 - ``accuracy, patience 2``: the best validation accuracy, stopping after 2 validations without a better one
@@ -31,9 +31,9 @@ import torch
 import yaml
 
 from bench import config, data
+from bench.loop import EvalStats, Schedule, evaluate, patience_step
 from bench.matrix import expand
-from bench.train import EvalStats, Schedule, evaluate, patience_step
-from bench.trainer import CellTrainer, min_delta
+from bench.training_run import CellTrainer, min_delta
 from bench.tuning import defaults
 
 RULES = {  # name: (monitor, minimum improvement: a number, or "binomial"), all with the default's patience
@@ -44,7 +44,7 @@ RULES = {  # name: (monitor, minimum improvement: a number, or "binomial"), all 
 
 
 def kept_by(points: list[dict], plan: Schedule) -> dict:
-    """The point ``bench.train.fit`` ends on under ``plan``, replayed on a full run's validations (the first
+    """The point ``bench.loop.fit`` ends on under ``plan``, replayed on a full run's validations (the first
     point is the starting weights)."""
     stats = [EvalStats(p["step"], 0.0, math.nan, p["val_acc"], p["val_loss"]) for p in points]
     kept, waited = stats[0], 0

@@ -18,7 +18,7 @@ import record  # benchmarks/record.py
 
 from bench import config, data, environment, features, paths
 from bench.matrix import expand
-from bench.trainer import CellTrainer
+from bench.training_run import CellTrainer
 
 HP = {"C": 0.1}
 

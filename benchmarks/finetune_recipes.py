@@ -2,7 +2,7 @@
 
 A bare PyTorch loop (AdamW, linear warm-up then cosine, cross-entropy, a validation every 25 steps, the best
 validated weights kept) fine-tunes the whole network on exactly the data and model a harness run sees: the split
-of seed S (``bench.trainer.split_of``), the preprocessed inputs, the pretrained backbone with a new linear head
+of seed S (``bench.training_run.split_of``), the preprocessed inputs, the pretrained backbone with a new linear head
 initialised from the seed. It crosses
 
 - BatchNorm in train mode (batch statistics, running statistics updated) or frozen (running statistics, as
@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from bench import config, data, environment
+from bench.loop import Batches, accuracy, training_mode
 from bench.matrix import expand
-from bench.train import Batches, accuracy, training_mode
-from bench.trainer import CellTrainer
+from bench.training_run import CellTrainer
 
 
 def experiment(args: argparse.Namespace) -> config.Experiment:

@@ -37,10 +37,10 @@ import yaml
 
 from bench import config, data, environment, paths
 from bench.inputs import preprocessed
+from bench.loop import batches_per_epoch, schedule
 from bench.matrix import expand
 from bench.tracking import Tracker, tracking_uri
-from bench.train import batches_per_epoch, schedule
-from bench.trainer import CellTrainer
+from bench.training_run import CellTrainer
 from bench.tuning import TUNING_SEED, tune
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +116,7 @@ def bare_trial(
 
     start = time.perf_counter()
     model = copy.deepcopy(template)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=True)  # as bench.train
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=True)  # as bench.loop
     warm = torch.optim.lr_scheduler.LinearLR(optimizer, 1 / (t.warmup_steps + 1), 1.0, total_iters=t.warmup_steps)
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.steps - t.warmup_steps)
     lr_schedule = torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, cosine], milestones=[t.warmup_steps])

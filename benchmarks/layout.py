@@ -28,9 +28,9 @@ from harness import DEFAULT, data_modality  # benchmarks/harness.py
 
 from bench import config, data, environment
 from bench.inputs import preprocessed
+from bench.loop import Batches, predict
 from bench.matrix import expand
-from bench.train import Batches, predict
-from bench.trainer import EVAL_BATCH_SIZE, CellTrainer
+from bench.training_run import EVAL_BATCH_SIZE, CellTrainer
 
 LAYOUTS = ("nchw", "channels_last")
 STEPS = (8, 24)  # two run lengths: their difference is the cost of the steps alone (no set-up, no validation)

@@ -31,7 +31,7 @@ import yaml
 
 from bench import config, data
 from bench.matrix import expand
-from bench.trainer import CellTrainer
+from bench.training_run import CellTrainer
 from bench.tuning import defaults
 
 STRENGTH = {"l1": "lambda", "l2": "lambda", "l1sp": "alpha", "l2sp": "alpha"}  # the backbone's penalty strength

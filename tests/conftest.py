@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def one_share_of_the_cores() -> Iterator[None]:
     """Under pytest-xdist (``-n N``), each worker process trains on its share of the cores (torch threads that
     outnumber the cores make everything ten times slower), and the ``bench`` processes its tests start lock cores
-    in a temporary folder of their own: the core locks are machine-wide (bench/cores.py), and each worker's runs
+    in a temporary folder of their own: the core locks are machine-wide (bench/core_locks.py), and each worker's runs
     use one thread. The folder is short (Ray's sockets live under it) and others may enter it (PostgreSQL's)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers == 1:

@@ -22,9 +22,9 @@ from bench.backbones import audio
 from bench.backbones.base import Classifier
 from bench.data import audio as audio_data
 from bench.data.base import manifest_of
+from bench.loop import Batches
 from bench.matrix import expand
-from bench.train import Batches
-from bench.trainer import CellTrainer
+from bench.training_run import CellTrainer
 
 AUDIO_BACKBONES = {"crepe_tiny": 256, "crepe_full": 2048, "resemblyzer": 256}
 

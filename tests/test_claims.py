@@ -10,7 +10,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from bench import cores, environment, paths, stores
+from bench import core_locks, environment, paths, stores
 from bench.execution import claims
 from bench.execution.claims import Claims
 
@@ -54,9 +54,9 @@ def test_a_claim_from_another_machine_holds_until_its_lease_expires(tmp_path):
 def test_cores_are_held_across_processes_and_set_the_torch_threads(tmp_path, monkeypatch):
     import torch
 
-    monkeypatch.setattr(cores, "_folder", lambda: tmp_path)
+    monkeypatch.setattr(core_locks, "_folder", lambda: tmp_path)
     n = environment.available_cores()
-    with cores.hold(n) as held:
+    with core_locks.hold(n) as held:
         assert held == n and torch.get_num_threads() == n
         with paths.file_lock(tmp_path / "core0.lock", blocking=False) as free:
             assert not free  # another holder (even another open of the file) finds it taken
@@ -67,22 +67,24 @@ def test_cores_are_held_across_processes_and_set_the_torch_threads(tmp_path, mon
 @pytest.fixture
 def own_cores(tmp_path, monkeypatch):
     """The cores of a lock folder of this test's own: other processes on this machine hold none of them."""
-    monkeypatch.setattr(cores, "_folder", lambda: tmp_path)
+    monkeypatch.setattr(core_locks, "_folder", lambda: tmp_path)
     yield environment.available_cores()
-    cores.keep(0)
+    core_locks.keep(0)
 
 
 def test_a_run_holds_every_free_core_from_its_start_and_hands_them_to_its_workers_without_a_gap(own_cores):
     n = own_cores
-    assert cores.reserve() == n and cores.free() == 0  # before its start-up: a run started now finds them taken
-    with cores.hold(1) as held:
-        assert held == 1 and cores.free() == 0  # the worker's core came from the reservation
-        cores.hand_over(n - 1)  # the other workers are about to take theirs
-        assert cores.free() == n - 1
-    assert cores.free() == n
-    assert cores.reserve() == n
-    cores.keep(1)  # one worker is all it needs
-    assert cores.free() == n - 1
+    assert (
+        core_locks.reserve() == n and core_locks.free() == 0
+    )  # before its start-up: a run started now finds them taken
+    with core_locks.hold(1) as held:
+        assert held == 1 and core_locks.free() == 0  # the worker's core came from the reservation
+        core_locks.hand_over(n - 1)  # the other workers are about to take theirs
+        assert core_locks.free() == n - 1
+    assert core_locks.free() == n
+    assert core_locks.reserve() == n
+    core_locks.keep(1)  # one worker is all it needs
+    assert core_locks.free() == n - 1
 
 
 @pytest.mark.skipif(environment.available_cores() < 2, reason="needs a core that is busy and one that is free")
@@ -92,8 +94,8 @@ def test_a_core_free_for_an_instant_only_is_not_reserved(own_cores, tmp_path):
     with contextlib.ExitStack() as handing:  # another run, about to hand core 0 to its worker
         assert handing.enter_context(paths.file_lock(tmp_path / "core0.lock", blocking=False))
         threading.Timer(0.1, handing.close).start()  # free from 0.1 s on, until its worker takes it (not here)
-        assert cores.reserve(settle=0.5) == own_cores - 1  # core 0 was not free at the first look
-    assert cores.free() == 1
+        assert core_locks.reserve(settle=0.5) == own_cores - 1  # core 0 was not free at the first look
+    assert core_locks.free() == 1
 
 
 def test_a_driver_waiting_for_stopped_tasks_gives_up_on_a_store_locked_past_its_busy_timeout(tmp_path, monkeypatch):

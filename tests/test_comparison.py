@@ -1,4 +1,4 @@
-"""The paired comparison's interval and verdict on tables with known answers (``bench.comparison``)."""
+"""The paired comparison's interval and verdict on tables with known answers (``bench.analysis.comparison``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from bench import comparison
+from bench.analysis import comparison
 
 
 def test_one_example_per_seed_is_the_paired_t_interval():

@@ -17,7 +17,7 @@ from bench import config, data
 from bench.data.download import DatasetMissingError, fetch
 from bench.data.image import download_cifar10
 from bench.matrix import expand
-from bench.trainer import CellTrainer
+from bench.training_run import CellTrainer
 
 
 def test_split_is_stratified_disjoint_and_sized():

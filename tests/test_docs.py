@@ -2,7 +2,7 @@
 
 - a relative link or image names a file of the repository, and an ``#anchor`` a heading of that file (GitHub's
   slugs); an absolute link is checked for its form only;
-- a repository path in backticks (``bench/report.py``, ``results/reference/summary.csv``) exists, or is one a run
+- a repository path in backticks (``bench/loop.py``, ``results/reference/summary.csv``) exists, or is one a run
   writes (git ignores it);
 - a command in a code block resolves: ``make <target>`` names a Makefile target, ``bench <subcommand>`` (also
   ``.venv/bin/bench``, ``uv run bench``, ``python -m bench``) a subcommand of bench's parser and each ``--option``
@@ -418,5 +418,5 @@ def test_slugs_follow_github() -> None:
     assert slug("Stability: the same experiment with other draws") == "stability-the-same-experiment-with-other-draws"
     assert slug("A/A: two names for one strategy") == "aa-two-names-for-one-strategy"
     assert slug("Which backbone? Transferability scores") == "which-backbone-transferability-scores"
-    assert slug("`bench/report.py` and **more**") == "benchreportpy-and-more"
+    assert slug("`bench/loop.py` and **more**") == "benchlooppy-and-more"
     assert slug("Measured: the protocol's settings") == "measured-the-protocols-settings"

@@ -12,9 +12,10 @@ import torch
 import yaml
 from conftest import tiny_experiment
 
-from bench import config, environment, matrix, results, stats
+from bench import config, environment, matrix, results
+from bench.analysis import stats
+from bench.analysis.report import summarize
 from bench.cli import main
-from bench.report import summarize
 from bench.tracking import COMPARISONS
 
 
@@ -191,7 +192,7 @@ def test_workers_take_the_largest_budgets_first_so_the_matrix_does_not_end_on_on
 
 
 def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_root, monkeypatch, capsys):
-    from bench.trainer import CellTrainer
+    from bench.training_run import CellTrainer
 
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_experiment(strategies=["finetune"])))
@@ -226,8 +227,8 @@ def test_a_crashed_run_resumes_without_redoing_finished_seeds(tmp_path, results_
 def test_a_cell_whose_every_trial_diverges_fails_alone_and_says_what_to_change(
     tmp_path, results_root, monkeypatch, capsys
 ):
-    from bench.train import DivergedError
-    from bench.trainer import CellTrainer
+    from bench.loop import DivergedError
+    from bench.training_run import CellTrainer
 
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_experiment(strategies=["scratch", "finetune"])))

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from exactly_once import assert_exactly_once, sqlite_stores
 
-from bench import cores, environment
+from bench import core_locks, environment
 
 SEEDS, TRIALS, CELLS = 2, 2, 3
 WAITING = "waits at idle CPU priority and starts when a core frees up"
@@ -226,7 +226,7 @@ def test_a_run_started_while_every_core_trains_elsewhere_waits_before_any_work(
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     results, n = tmp_path / "results", environment.available_cores()
     with contextlib.ExitStack() as held:
-        assert cores._take(held, n) == n  # as a run training on every core holds them
+        assert core_locks._take(held, n) == n  # as a run training on every core holds them
         proc = subprocess.Popen(
             _bench(results, "run", str(exp_file)),
             env={**os.environ, "TMPDIR": str(temp)},

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench import backbones, data, inputs
-from bench.train import rows
+from bench.loop import rows
 
 
 @pytest.fixture(autouse=True)

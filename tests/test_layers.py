@@ -72,7 +72,16 @@ def test_the_layers_import_downward_only():
     execution = {m for m in graph if m.startswith("bench.execution")}
     assert "bench.cell" in graph["bench.execution.worker"]  # one cell's training sits below the execution layer
     assert "bench.execution" in graph["bench.runner"]  # and the runner on top of it
-    for module in ["bench.cell", "bench.trainer", "bench.train", "bench.tuning", "bench.tracking", "bench.stores"]:
+    for module in ["bench.cell", "bench.training_run", "bench.loop", "bench.tuning", "bench.tracking", "bench.stores"]:
         assert not graph[module] & (execution | {"bench.runner", "bench.cli"}), module
     for module in execution:
         assert not graph[module] & {"bench.runner", "bench.cli"}, module
+
+
+def test_the_analysis_reads_results_and_never_runs_work():
+    graph = _imports()
+    analysis = {m for m in graph if m.startswith("bench.analysis")}
+    assert {"bench.analysis.comparison", "bench.analysis.stats", "bench.analysis.report"} <= analysis
+    running = {m for m in graph if m.startswith("bench.execution")} | {"bench.runner", "bench.cli", "bench.cell"}
+    for module in analysis:
+        assert not graph[module] & running, module

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bench import plots, stats
+from bench.analysis import plots, stats
 from bench.strategies import Role
 
 

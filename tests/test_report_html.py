@@ -11,8 +11,9 @@ import subprocess
 import pytest
 from conftest import tiny_experiment
 
-from bench import config, environment, report, stats
-from bench.report import experiment_note, write_report
+from bench import config, environment
+from bench.analysis import report, stats
+from bench.analysis.report import experiment_note, write_report
 
 ACCURACY = {"scratch": 0.2, "feature_extraction": 0.5, "finetune": 0.4}
 CHECKOUT = {"git_commit": "0123456789abcdef0123456789abcdef01234567-dirty", "lockfile": "fedcba9876543210"}

@@ -11,10 +11,11 @@ import pytest
 import yaml
 from conftest import tiny_experiment
 
-from bench import config, scores, stats
+from bench import config, paths
+from bench.analysis import stats, transferability_scores
+from bench.analysis.report import write_report
 from bench.cli import main
 from bench.data.base import DatasetSpec
-from bench.report import write_report
 
 IMAGE = [{"name": "mobilenetv2_100", "input_size": 32}, {"name": "tf_efficientnet_lite0", "input_size": 32}]
 
@@ -48,23 +49,25 @@ def _exp(**overrides) -> config.Experiment:
 
 def test_scores_read_only_the_training_examples_and_use_the_source_classifier(no_test_items):
     exp = _exp()
-    rows = scores.score_experiment(exp)
+    rows = transferability_scores.score_experiment(exp)
     assert len(rows) == 2 * exp.seeds.min  # a row per backbone and seed
     assert (rows.n_train == 30).all() and (rows.skipped == "").all()
-    assert rows[scores.SCORES].notna().all().all()  # both have an ImageNet head: LEEP and NCE too
+    assert rows[transferability_scores.SCORES].notna().all().all()  # both have an ImageNet head: LEEP and NCE too
     assert rows.leep.lt(0).all() and rows.nce.le(0).all()  # log-likelihoods and negative entropies
-    on_disk = scores.read(scores.paths.experiment_dir("tiny") / scores.FILE)
+    on_disk = transferability_scores.read(paths.experiment_dir("tiny") / transferability_scores.FILE)
     assert on_disk.key.tolist() == rows.key.tolist() and rows.key.nunique() == len(rows)
 
 
 def test_rows_are_reused_and_a_changed_split_is_scored_anew(monkeypatch):
     exp = _exp()
-    first = scores.score_experiment(exp)
-    real = scores.score_split
-    monkeypatch.setattr(scores, "score_split", lambda *a, **k: pytest.fail("a finished row was scored again"))
-    pd.testing.assert_frame_equal(scores.score_experiment(exp), first)
-    monkeypatch.setattr(scores, "score_split", real)
-    wider = scores.score_experiment(_exp(budgets=[3, 4]))
+    first = transferability_scores.score_experiment(exp)
+    real = transferability_scores.score_split
+    monkeypatch.setattr(
+        transferability_scores, "score_split", lambda *a, **k: pytest.fail("a finished row was scored again")
+    )
+    pd.testing.assert_frame_equal(transferability_scores.score_experiment(exp), first)
+    monkeypatch.setattr(transferability_scores, "score_split", real)
+    wider = transferability_scores.score_experiment(_exp(budgets=[3, 4]))
     assert sorted(wider.budget.unique()) == ["3", "4"]
     pd.testing.assert_frame_equal(wider[wider.budget == "3"].reset_index(drop=True), first)
 
@@ -73,7 +76,7 @@ def test_text_backbones_skip_the_scores_that_need_a_source_classifier():
     spec = tiny_experiment(
         backbones=[{"name": "minilm_l6", "max_length": 32}], datasets=["sms_spam"], budgets=[4], seeds=1
     )
-    rows = scores.score_experiment(config.parse(spec))
+    rows = transferability_scores.score_experiment(config.parse(spec))
     assert rows.leep.isna().all() and rows.nce.isna().all()
     assert rows.logme.notna().all() and rows.reg_h_score.notna().all()
     assert "needs the backbone's source classifier" in rows.skipped.iloc[0]
@@ -89,7 +92,9 @@ def test_bench_rank_prints_the_backbones_best_first(tmp_path, capsys):
     table = [line for line in out.splitlines() if "mobilenetv2_100" in line or "tf_efficientnet_lite0" in line]
     assert len(table) == 2 and all("±" in line for line in table)
     exp = config.parse({**tiny_experiment(backbones=IMAGE), "budgets": [3], "seeds": 2})
-    best = scores.per_backbone(scores.score_groups(exp, [(bb, "cifar10", 3) for bb in exp.backbones]))
+    best = transferability_scores.per_backbone(
+        transferability_scores.score_groups(exp, [(bb, "cifar10", 3) for bb in exp.backbones])
+    )
     expected = best.sort_values("logme", ascending=False).backbone.tolist()
     assert [next(b for b in expected if b in line) for line in table] == expected
 
@@ -149,7 +154,7 @@ def test_report_sets_scores_against_outcomes_with_three_backbones(results_root):
             "budget": "5",
             "seed": np.tile(range(3), 3),
             "n_train": 10,
-            **{s: np.repeat([1.0, 2.0, 3.0], 3) for s in scores.SCORES},
+            **{s: np.repeat([1.0, 2.0, 3.0], 3) for s in transferability_scores.SCORES},
             "skipped": "",
             "key": [str(i) for i in range(9)],
         }
@@ -162,7 +167,7 @@ def test_report_sets_scores_against_outcomes_with_three_backbones(results_root):
     assert "| all | all | logme | 3 | +1.00 (0.333) |" in text  # pooled over the one group: the same
     assert "Too few backbones" not in text
     assert "| cifar10 | 5 | c | 3.000 | 3.000 | 3.000 | 1.000 | 3.000 | 71.0 | 81.0 | finetune |" in text
-    for score in scores.SCORES:
+    for score in transferability_scores.SCORES:
         assert (report.parent / f"scores_{score}.png").stat().st_size > 5000 and f"scores_{score}.png" in text
     assert "| cifar10 | 5 | finetune |" in text.split("## Verdicts")[1]  # the best at this dataset and budget
     assert "Friedman's χ² = " in text and "critical_difference.png" in text
@@ -180,7 +185,7 @@ def test_report_says_plainly_when_there_are_too_few_backbones(results_root):
             "budget": "5",
             "seed": 0,
             "n_train": 10,
-            **{s: [1.0, 2.0] for s in scores.SCORES},
+            **{s: [1.0, 2.0] for s in transferability_scores.SCORES},
             "skipped": "",
             "key": ["0", "1"],
         }

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from bench import cli, stability
+from bench import cli
+from bench.analysis import stability
 
 
 def _record(strategy: str, accs: list[float], budget: int = 10, dataset: str = "d") -> dict:

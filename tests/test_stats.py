@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from bench import stats
+from bench.analysis import stats
 
 
 def _record(strategy, accs, budget=10, dataset="d", backbone="b", per_class=None):

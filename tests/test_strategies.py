@@ -9,7 +9,7 @@ from conftest import tiny_experiment
 from bench import backbones, config, data
 from bench.matrix import expand
 from bench.strategies import STRATEGIES, Hyperparameter, Strategy
-from bench.trainer import CellTrainer
+from bench.training_run import CellTrainer
 
 HP = {"lr": 1e-2, "weight_decay": 1e-4, "C": 1.0}
 

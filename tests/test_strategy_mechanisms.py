@@ -6,12 +6,12 @@ import pytest
 import torch
 from conftest import tiny_experiment
 
-from bench import backbones, config, data, trainer
+from bench import backbones, config, data, training_run
 from bench.backbones.base import Classifier
 from bench.matrix import expand
 from bench.probe import fit_probe
 from bench.strategies import get_strategy
-from bench.trainer import CellTrainer
+from bench.training_run import CellTrainer
 
 ALL = ["bitfit", "feature_extraction", "l1", "l1sp", "l2", "l2sp", "layerwise_lr", "lora", "lp_ft", "partial"]
 HP = {
@@ -131,7 +131,7 @@ def test_lp_ft_fine_tunes_from_the_converged_probe_with_C_cross_validated_on_its
     trainers, monkeypatch
 ):
     entries, chosen = [], []
-    real_fit, real_cv = trainer.fit, trainer.cv_C
+    real_fit, real_cv = training_run.fit, training_run.cv_C
 
     def spy(module, *args, **kwargs):
         entries.append(module.head.weight.detach().clone())
@@ -141,8 +141,8 @@ def test_lp_ft_fine_tunes_from_the_converged_probe_with_C_cross_validated_on_its
         chosen.append(real_cv(*args, **kwargs))
         return chosen[-1]
 
-    monkeypatch.setattr(trainer, "fit", spy)
-    monkeypatch.setattr(trainer, "cv_C", cv)
+    monkeypatch.setattr(training_run, "fit", spy)
+    monkeypatch.setattr(training_run, "cv_C", cv)
     t = trainers["lp_ft"]
     result = t.run(HP, seed=0)
     split = t.split(0)
@@ -185,7 +185,7 @@ def _batch(n: int = 6) -> torch.Tensor:
 def test_the_step_a_strategy_sees_is_the_step_the_loop_computed():
     """forward, then penalty, then backward: the features are the backbone's (in the graph), the logits the head's
     of those features, the labels the batch's, the number counts steps."""
-    from bench.train import Batches, Schedule, fit
+    from bench.loop import Batches, Schedule, fit
 
     model, seen = _model(), []
 
@@ -221,8 +221,8 @@ def test_bss_penalty_is_eta_times_the_smallest_squared_singular_value_with_its_g
 
 
 def test_bss_strategy_penalises_the_features_of_the_step():
+    from bench.loop import Step
     from bench.strategies.bss import shrinkage
-    from bench.train import Step
 
     model, x = _model(), _batch()
     feats = model.backbone(x)
@@ -233,7 +233,7 @@ def test_bss_strategy_penalises_the_features_of_the_step():
 
 
 def test_delta_penalty_is_zero_at_the_start_and_its_formula_after_the_backbone_moved():
-    from bench.train import Step
+    from bench.loop import Step
 
     model, x, hp = _model(), _batch(), {**HP, "alpha": 0.2}
     s = get_strategy("delta")
@@ -259,8 +259,8 @@ def test_delta_penalty_is_zero_at_the_start_and_its_formula_after_the_backbone_m
 
 
 def test_a_two_argument_extra_loss_of_an_older_plugin_still_works():
+    from bench.loop import Step
     from bench.strategies.base import Strategy, penalty
-    from bench.train import Step
 
     class Old(Strategy):
         name, description = "old", "an extra_loss without the step"

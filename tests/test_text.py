@@ -162,7 +162,7 @@ def test_the_training_loop_runs_text_cells_on_the_tiny_bert():
 
     from bench import config, data
     from bench.matrix import expand
-    from bench.trainer import CellTrainer
+    from bench.training_run import CellTrainer
 
     exp = config.parse(
         tiny_experiment(

@@ -11,11 +11,7 @@ import torch
 from conftest import tiny_experiment
 
 from bench import config, data, stores
-from bench.matrix import expand, training_key
-from bench.strategies import STRATEGIES, get_strategy
-from bench.strategies.bitfit import BitFit
-from bench.tracking import Tracker
-from bench.train import (
+from bench.loop import (
     Batches,
     DivergedError,
     EvalStats,
@@ -27,7 +23,11 @@ from bench.train import (
     learning_rates,
     schedule,
 )
-from bench.trainer import CellTrainer, min_delta
+from bench.matrix import expand, training_key
+from bench.strategies import STRATEGIES, get_strategy
+from bench.strategies.bitfit import BitFit
+from bench.tracking import Tracker
+from bench.training_run import CellTrainer, min_delta
 from bench.tuning import open_study, tune
 
 

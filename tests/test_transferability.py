@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from bench import transferability as tr
+from bench.analysis import transferability as tr
 
 # Reference implementations, transcribed as published (numba's @njit dropped, otherwise statement for statement).
 

@@ -52,7 +52,7 @@ class _WithoutADefault(Strategy):
 def test_a_cell_without_a_hold_out_runs_no_study_and_takes_the_strategys_defaults(results_root, monkeypatch):
     from bench import data, stores
     from bench.tracking import Tracker
-    from bench.trainer import CellTrainer
+    from bench.training_run import CellTrainer
 
     monkeypatch.setitem(STRATEGIES._entries, _WithoutADefault.name, _WithoutADefault)
     exp = config.parse(

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from rich.console import Console
 
-from bench import cores, data, environment
+from bench import core_locks, data, environment
 from bench.config import Experiment
 from bench.execution import cluster
 from bench.execution.pool import WorkerError, run_pool
@@ -17,7 +17,7 @@ from bench.execution.progress import Display
 from bench.execution.worker import work
 from bench.matrix import Cell
 from bench.stores import Stores
-from bench.trainer import pick_device
+from bench.training_run import pick_device
 
 __all__ = ["WorkerError", "execute", "ray_cluster", "workers_for"]
 
@@ -64,7 +64,7 @@ def execute(
     as tasks on the Ray cluster whose resources are ``ray`` (``workers`` then sizes the display); return how many
     failed."""
     run_id = secrets.token_hex(8)
-    cores.keep(0 if ray is not None else workers * exp.training.threads)  # the cores held since start-up, for them
+    core_locks.keep(0 if ray is not None else workers * exp.training.threads)  # the cores held since start-up, for them
     try:
         with Display(console, total, total - len(cells), workers) as display:
             if ray is not None:
@@ -74,5 +74,5 @@ def execute(
             else:
                 run_pool(exp, stores, cells, workers, display, run_id, loaded)
     finally:
-        cores.keep(0)
+        core_locks.keep(0)
     return display.failures

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from bench import cores, data
+from bench import core_locks, data
 from bench.config import Experiment
 from bench.execution.progress import Display
 from bench.execution.worker import Event, work
@@ -111,7 +111,7 @@ def _drain(events: Any, display: Display, timeout: float = 0.0) -> None:
             if event.kind == "error":
                 display.error = event.text
             elif event.kind == "ready":  # a spawned worker is about to take its cores: this process held them
-                cores.hand_over(int(event.text))
+                core_locks.hand_over(int(event.text))
             else:
                 display.handle(event)
             event = events.get_nowait()
@@ -158,7 +158,7 @@ def _worker_main(exp: Experiment, stores: Stores, cells: list[Cell], worker: int
 
 
 def _handed_over(events: Any, worker: int) -> Callable[[int, Callable[[str], None]], AbstractContextManager[int]]:
-    """``cores.hold`` for a spawned worker: before its first cores, it tells the parent, which has held them for
+    """``core_locks.hold`` for a spawned worker: before its first cores, it tells the parent, which has held them for
     it since its start-up and lets them go."""
     ready = False
 
@@ -168,7 +168,7 @@ def _handed_over(events: Any, worker: int) -> Callable[[int, Callable[[str], Non
         if not ready:
             events.put(Event("ready", worker, str(threads)))
             ready = True
-        with cores.hold(threads, say) as held:
+        with core_locks.hold(threads, say) as held:
             yield held
 
     return hold

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from bench import cores, data, environment, results
+from bench import core_locks, data, environment, results
 from bench.cell import done_line, run_cell
 from bench.config import Experiment
 from bench.execution import claims as leases
 from bench.matrix import Cell
 from bench.stores import Stores
 from bench.tracking import Tracker
-from bench.trainer import CellTrainer, pick_device
+from bench.training_run import CellTrainer, pick_device
 from bench.tuning import TuningFailedError
 
 WAIT_SECONDS = 2.0
@@ -44,14 +44,14 @@ def work(
     emit: Callable[[Event], None],
     run_id: str,
     loaded: dict[str, data.LoadedDataset] | None = None,
-    hold: Callable[[int, Callable[[str], None]], AbstractContextManager[object]] = cores.hold,
+    hold: Callable[[int, Callable[[str], None]], AbstractContextManager[object]] = core_locks.hold,
     where: dict[str, str] | None = None,
 ) -> None:
     """Train every cell of ``cells`` that nobody has finished, failed in run ``run_id``, or holds alive, with the
     claims, studies and runs in ``stores``.
 
     ``hold(threads, say)`` gives the worker its share of the machine before each claim: by default this
-    machine's cores (``cores.hold``); a Ray task has its CPUs from Ray already. ``where`` (a Ray node and its
+    machine's cores (``core_locks.hold``); a Ray task has its CPUs from Ray already. ``where`` (a Ray node and its
     share of it) is recorded with each cell's environment."""
     claims = leases.for_store(stores.claims)
     tracker = Tracker(stores.tracking, exp.name)

@@ -15,9 +15,9 @@ import optuna
 import torch
 
 from bench.backbones.base import Classifier
+from bench.loop import Step
 from bench.registry import Registry, did_you_mean
 from bench.strategies.hyperparameter import Hyperparameter
-from bench.train import Step
 
 Hyperparameters = dict[str, Any]
 

@@ -18,11 +18,11 @@ from bench.config import Experiment
 from bench.data import LoadedDataset, Split, make_split
 from bench.features import cached_features, weights_digest
 from bench.inputs import preprocessed
+from bench.loop import Batches, EvalStats, accuracy, best, fit, predict, schedule
 from bench.matrix import Cell
 from bench.probe import ProbeFit, cv_C, fit_probe, load_into
 from bench.strategies import STRATEGIES, Hyperparameters, Strategy
 from bench.strategies.base import penalty
-from bench.train import Batches, EvalStats, accuracy, best, fit, predict, schedule
 
 HEAD_SEED = 1_000_003  # the head's init follows the seed alone, however the backbone was built
 # Evaluation (validation, test, features of a frozen backbone) in batches of at least this many: MobileNetV2 at

@@ -1,9 +1,9 @@
 """Transferability scores of an experiment's pretrained backbones, computed without training anything: what
 `bench rank` prints, and what the report sets against the accuracies the strategies then reached.
 
-A row per (backbone, dataset, budget, seed): the estimators of ``bench.transferability`` on the frozen backbone's
-features of that seed's *training* examples (the ones every strategy at that seed trains on; validation and test
-examples are never read) and, for LEEP and NCE, its source classifier's predictions on them. Features come from
+A row per (backbone, dataset, budget, seed): the estimators of ``bench.analysis.transferability`` on the frozen
+backbone's features of that seed's *training* examples (the ones every strategy at that seed trains on; validation
+and test examples are never read) and, for LEEP and NCE, its source classifier's predictions on them. Features come from
 the feature cache, so scoring a backbone that a linear probe already ran on costs seconds. The rows of an
 experiment are kept in ``results/<experiment>/transferability.csv``, each under a key of everything that decides it
 (backbone, dataset files, budget, seed, split sizes, the estimators' code), so a report recomputes only rows it
@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench import backbones, data, paths, transferability
+from bench import backbones, data, paths
+from bench.analysis import transferability
 from bench.config import BackboneConfig, Experiment
 from bench.data import LoadedDataset
 from bench.features import cached_features, weights_digest
 from bench.matrix import expand
 from bench.strategies import STRATEGIES, Role, baselines
-from bench.trainer import pick_device, split_of
+from bench.training_run import pick_device, split_of
 
 SCORES = list(transferability.ESTIMATORS)
 COLUMNS = ["modality", "dataset", "backbone", "budget", "seed", "n_train", *SCORES, "skipped", "key"]

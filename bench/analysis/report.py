@@ -24,7 +24,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from bench import environment, paths, plots, stats
+from bench import environment, paths
+from bench.analysis import plots, stats
 from bench.strategies import Role, baselines
 
 if TYPE_CHECKING:
@@ -180,15 +181,18 @@ def _p(x: float) -> str:
     return "" if pd.isna(x) else f"{x:.3f}"
 
 
-OUTCOMES = {"probe": "probe", "best_finetune": "best fine-tune"}  # scores.against_outcomes: column -> as read
+OUTCOMES = {
+    "probe": "probe",
+    "best_finetune": "best fine-tune",
+}  # transferability_scores.against_outcomes: column -> as read
 
 
 @dataclass(frozen=True)
 class Transfer:
-    """The transferability scores beside the accuracies reached (``scores.against_outcomes``), and how well each
-    score ranks the backbones by each outcome (``stats.rank_correlations``; None without an outcome)."""
+    """The transferability scores beside the accuracies reached (``transferability_scores.against_outcomes``), and
+    how well each score ranks the backbones by each outcome (``stats.rank_correlations``; None without an outcome)."""
 
-    rows: pd.DataFrame  # a row per (backbone, dataset, budget, seed): bench.scores's
+    rows: pd.DataFrame  # a row per (backbone, dataset, budget, seed): bench.analysis.transferability_scores's
     points: pd.DataFrame
     outcomes: list[str]  # the OUTCOMES with a value somewhere
     taus: pd.DataFrame | None
@@ -236,8 +240,9 @@ def analyse(
     rope: float = stats.ROPE,
     confidence: float = stats.CONFIDENCE,
 ) -> Analysis:
-    """Every statistic of the report of ``records``: ``scores`` are the transferability rows of ``bench.scores``
-    (none: the report says so); ``rope`` and ``confidence`` decide the verdicts (the experiment's ``statistics``)."""
+    """Every statistic of the report of ``records``: ``scores`` are the transferability rows of
+    ``bench.analysis.transferability_scores`` (none: the report says so); ``rope`` and ``confidence`` decide the
+    verdicts (the experiment's ``statistics``)."""
     roles = baselines({r["strategy"] for r in records})
     scratch, probe = roles.get(Role.SCRATCH), roles.get(Role.PROBE)
     table = stats.cells(records, confidence)
@@ -345,11 +350,15 @@ def _references(table: pd.DataFrame) -> pd.DataFrame:
 
 def _transfer(rows: pd.DataFrame, table: pd.DataFrame) -> Transfer:
     """The scores of each backbone beside the accuracies it reached, and their rank correlations."""
-    from bench import scores
+    from bench.analysis import transferability_scores
 
-    points = scores.against_outcomes(rows, table)
+    points = transferability_scores.against_outcomes(rows, table)
     outcomes = [o for o in OUTCOMES if points[o].notna().any()]
-    taus = stats.rank_correlations(points, scores.SCORES, outcomes, ["dataset", "budget"]) if outcomes else None
+    taus = (
+        stats.rank_correlations(points, transferability_scores.SCORES, outcomes, ["dataset", "budget"])
+        if outcomes
+        else None
+    )
     return Transfer(rows, points, outcomes, taus)
 
 
@@ -478,11 +487,11 @@ def _how_compared(rope: float, confidence: float) -> str:
         f"Every comparison pairs the two strategies' runs by seed and their predictions by test example. Its {level} "
         "interval counts both sources of error: which seeds were drawn and which test examples (a crossed "
         "random-effects model of the per-example differences, with Satterthwaite's degrees of freedom; "
-        "`bench/comparison.py`). The verdict compares that interval with the region of practical equivalence of "
-        f"±{100 * rope:g} point(s): _better_ or _worse_ when the interval lies beyond it, _equivalent_ when it lies "
-        "inside it, _undecided_ otherwise. _P(run wins)_ is the probability of improvement (Agarwal et al. 2021): the "
-        "share of (run, run) pairs in which the first strategy's accuracy is the higher. Strategies whose "
-        "predictions are identical at every seed are one result, compared once."
+        "`bench/analysis/comparison.py`). The verdict compares that interval with the region of practical "
+        f"equivalence of ±{100 * rope:g} point(s): _better_ or _worse_ when the interval lies beyond it, "
+        "_equivalent_ when it lies inside it, _undecided_ otherwise. _P(run wins)_ is the probability of improvement "
+        "(Agarwal et al. 2021): the share of (run, run) pairs in which the first strategy's accuracy is the higher. "
+        "Strategies whose predictions are identical at every seed are one result, compared once."
     )
 
 
@@ -852,7 +861,7 @@ def _ranks(a: Analysis) -> Section:
 
 def _transferability(a: Analysis) -> Section:
     """Transferability scores of each backbone beside the accuracy it reached, and how well they rank backbones."""
-    from bench import scores
+    from bench.analysis import transferability_scores
 
     title = "Transferability scores against realised accuracy"
     if a.transfer is None:
@@ -860,9 +869,9 @@ def _transferability(a: Analysis) -> Section:
     rows, points = a.transfer.rows, a.transfer.points
     n_seeds = rows.groupby(["dataset", "budget", "backbone"]).seed.nunique().max()
     shown = points.assign(
-        **{s: points[s].map(lambda x: "" if pd.isna(x) else f"{x:.3f}") for s in scores.SCORES},
+        **{s: points[s].map(lambda x: "" if pd.isna(x) else f"{x:.3f}") for s in transferability_scores.SCORES},
         **{o: points[o].map(_pct) for o in OUTCOMES},
-    )[["dataset", "budget", "backbone", *scores.SCORES, *OUTCOMES, "best_finetune_strategy"]]
+    )[["dataset", "budget", "backbone", *transferability_scores.SCORES, *OUTCOMES, "best_finetune_strategy"]]
     shown.columns = [*shown.columns[:-3], "probe acc %", "best fine-tune acc %", "best fine-tune"]
     no_source = sorted(rows[rows.leep.isna()].backbone.unique())
     lines = [
@@ -915,7 +924,7 @@ def _transferability(a: Analysis) -> Section:
 def _correlations(t: Transfer) -> tuple[pd.DataFrame, dict[str, Figure]]:
     """The table of each score's rank correlations with each outcome, per group and pooled, and a scatter per score
     against the last outcome (the best fine-tuning where there is one)."""
-    from bench import scores
+    from bench.analysis import transferability_scores
 
     kept = t.taus[t.taus.note == ""]
     correlations = pd.DataFrame(
@@ -939,7 +948,7 @@ def _correlations(t: Transfer) -> tuple[pd.DataFrame, dict[str, Figure]]:
     target = t.outcomes[-1]
     figures = {
         f"scores_{s}.png": functools.partial(plots.score_scatter, t.points, s, target, t.taus[t.taus.outcome == target])
-        for s in scores.SCORES
+        for s in transferability_scores.SCORES
         if kept[kept.score == s].size
     }
     return correlations, figures

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import comparison, stats
+from bench.analysis import comparison, stats
 
 CELL = ["dataset", "backbone", "budget", "strategy"]
 

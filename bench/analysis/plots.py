@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from bench.stats import budget_order  # noqa: E402
+from bench.analysis.stats import budget_order  # noqa: E402
 from bench.strategies import Role, baselines  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Statistics over finished cells: accuracies with intervals, verdicts against the best strategy and gains over
-scratch (paired over seeds and test examples, ``bench.comparison``), the matrix-wide aggregate, ranks, win rates,
-the Friedman test with Nemenyi critical differences, rank correlations of transferability scores with realised
+scratch (paired over seeds and test examples, ``bench.analysis.comparison``), the matrix-wide aggregate, ranks, win
+rates, the Friedman test with Nemenyi critical differences, rank correlations of transferability scores with realised
 accuracy, and data equivalence. Pure functions of result records, so they can be checked on constructed numbers.
 
 A record is what the runner stores per cell: its tags (dataset, backbone, budget, strategy, ...) and
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench import comparison
+from bench.analysis import comparison
 from bench.strategies import Role, baselines
 
 GROUP = ["dataset", "backbone", "budget"]
