@@ -336,7 +336,8 @@ def _report(exp, stores, console: Console) -> int:
     artifacts, each cell's comparison metrics, the experiment's description) and print the summary table."""
     from bench import paths, results
     from bench.analysis import transferability_scores
-    from bench.analysis.report import experiment_note, print_summary, write_report
+    from bench.analysis.findings import analyse
+    from bench.analysis.report import experiment_note, print_summary, write
     from bench.matrix import expand
     from bench.tracking import Tracker, browse_hint
 
@@ -346,9 +347,9 @@ def _report(exp, stores, console: Console) -> int:
         return 1
     with paths.file_lock(paths.experiment_dir(exp.name) / ".report.lock"):  # runs sharing a matrix report in turn
         rows = _transfer_scores(exp, console)
-        report, summary = write_report(
-            exp.name, records, sum(r["seconds"] for r in records), rows, exp.statistics.rope, exp.statistics.confidence
-        )
+        seconds = sum(r["seconds"] for r in records)
+        analysis = analyse(exp.name, records, seconds, rows, exp.statistics.rope, exp.statistics.confidence)
+        report, summary = write(analysis), analysis.summary
         page = report.with_suffix(".html")
         tables = [report.parent / name for name in ("summary.csv", "verdicts.csv", "gains.csv", "probe.csv")]
         files = sorted(report.parent.glob("*.png")) + [report, page, *tables]
@@ -358,7 +359,7 @@ def _report(exp, stores, console: Console) -> int:
             tracker.log_transferability(transferability_scores.per_backbone(rows), transferability_scores.SCORES)
             files.append(report.parent / transferability_scores.FILE)
         summary_run = tracker.log_report(exp.name, files)
-        tracker.set_description(experiment_note(exp, records, summary_run))
+        tracker.set_description(experiment_note(exp, records, summary_run, analysis))
     print_summary(summary, console, f"{exp.name}: test accuracy over {_seeds(exp)} seeds")
     runs = browse_hint(stores.tracking)
     console.print(Text(f"report: {report} and {page.name}   summary: {report.parent / 'summary.csv'}   runs: {runs}"))
@@ -424,7 +425,7 @@ def _transfer_scores(exp, console: Console):
 
 def _rank_experiment(args: argparse.Namespace):
     """The experiment `bench rank` scores: the named backbones on one dataset and budget, the rest from --like."""
-    from bench import config
+    from bench import config, strategies
 
     base = config.load(args.like).model_dump(mode="json", exclude_none=True) if args.like else {}
     options = {bb["name"]: bb for bb in base.get("backbones", [])}
@@ -434,7 +435,7 @@ def _rank_experiment(args: argparse.Namespace):
         "name": "rank",
         "backbones": [options.get(name, {"name": name}) for name in args.backbones],
         "datasets": [args.dataset],
-        "strategies": ["feature_extraction"],
+        "strategies": [strategies.with_role(strategies.Role.PROBE)],
         "budgets": [budget],
         "seeds": args.seeds,
     }

@@ -14,7 +14,7 @@ from conftest import tiny_experiment
 
 from bench import config, environment, matrix, results
 from bench.analysis import stats
-from bench.analysis.report import summarize
+from bench.analysis.findings import summarize
 from bench.cli import main
 from bench.tracking import COMPARISONS
 

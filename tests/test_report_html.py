@@ -12,7 +12,7 @@ import pytest
 from conftest import tiny_experiment
 
 from bench import config, environment
-from bench.analysis import report, stats
+from bench.analysis import findings, report, sections, stats
 from bench.analysis.report import experiment_note, write_report
 
 ACCURACY = {"scratch": 0.2, "feature_extraction": 0.5, "finetune": 0.4}
@@ -207,14 +207,15 @@ def test_the_report_says_in_its_first_lines_when_cells_validated_outside_their_b
 
 
 def test_the_report_is_its_sections_in_order_and_a_new_section_is_one_function(results_root, monkeypatch):
-    def extra(a: report.Analysis) -> report.Section:
+    def extra(a: findings.Analysis) -> sections.Section:
         def draw(path):
             path.write_bytes(b"png")
             return path
 
-        return report.Section("Extra", (f"{len(a.records)} cells", "", "![extra](extra.png)", ""), {"extra.png": draw})
+        lines = (f"{len(a.records)} cells", "", "![extra](extra.png)", "")
+        return sections.Section("Extra", lines, {"extra.png": draw})
 
-    monkeypatch.setattr(report, "SECTIONS", [*report.SECTIONS, extra])
+    monkeypatch.setattr(sections, "SECTIONS", [*sections.SECTIONS, extra])
     path, _ = write_report("constructed", _records(ENVIRONMENT))
     text = path.read_text()
     headings = [line for line in text.split("\n") if line.startswith("#")]
@@ -230,7 +231,7 @@ def test_the_statistics_are_computed_once_for_the_report_and_the_note(results_ro
     verdicts = stats.verdicts
     monkeypatch.setattr(stats, "verdicts", lambda *args, **kw: calls.append(1) or verdicts(*args, **kw))
     exp = config.parse(tiny_experiment(budgets=[5, 10]))
-    analysis = report.analyse("constructed", _records(ENVIRONMENT), rope=exp.statistics.rope)
+    analysis = findings.analyse("constructed", _records(ENVIRONMENT), rope=exp.statistics.rope)
     report.write(analysis)
     note = experiment_note(exp, analysis.records, "constructed/summary", analysis)
     assert len(calls) == 1 and "**feature_extraction**" in note

@@ -27,6 +27,7 @@ from bench.strategies.base import (
     get_strategy,
     register_strategy,
     role_of,
+    with_role,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "get_strategy",
     "register_strategy",
     "role_of",
+    "with_role",
 ]

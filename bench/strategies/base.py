@@ -202,6 +202,15 @@ def role_of(name: str) -> Role:
     return STRATEGIES.get(name).role if name in STRATEGIES else Role.STRATEGY
 
 
+def with_role(role: Role) -> str:
+    """The registered strategy playing ``role`` (a baseline role has one; a plugin that brings another is named in
+    the error, so the experiment can choose)."""
+    names = [name for name, cls in STRATEGIES if cls.role is role]
+    if len(names) != 1:
+        raise ValueError(f"{len(names)} registered strategies have the role {role.value!r}: {', '.join(names)}")
+    return names[0]
+
+
 def baselines(names: Collection[str]) -> dict[Role, str]:
     """The baseline roles among the strategies ``names`` (of one experiment or one result set), each with the name
     playing it. Two strategies claiming one baseline role leave the comparisons undefined: a ``ValueError`` says so."""
