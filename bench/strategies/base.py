@@ -22,11 +22,11 @@ from bench.strategies.hyperparameter import Hyperparameter
 Hyperparameters = dict[str, Any]
 
 # The AdamW rate every strategy that fine-tunes the backbone from a new head starts its study from. In a bare loop
-# (benchmarks/finetune_recipes.py, README "How a cell is run": CIFAR-10, MobileNetV2 at 64 px, cosine decay, BatchNorm
-# statistics in train mode) 3e-4 was the best of 1e-4, 3e-4 and 1e-3 at 80 steps. Through the harness at the
-# default's schedules (early stopping on validation loss), 6e-4 tests better on CIFAR-10: 63.6 against 60.8 % at
-# 100 per class (200 steps) and 46.5 against 45.1 % at 20 (40 steps), means of seeds 0-2 (2026-12-07). The search
-# then tries 1e-5 to 1e-2.
+# (benchmarks/finetune_recipes.py, docs/results.md "The fine-tuning recipe, measured": CIFAR-10, MobileNetV2 at 64 px,
+# cosine decay, BatchNorm statistics in train mode) 3e-4 was the best of 1e-4, 3e-4 and 1e-3 at 80 steps. Through the
+# harness at the default's schedules (early stopping on validation loss), 6e-4 tests better on CIFAR-10: 63.6 against
+# 60.8 % at 100 per class (200 steps) and 46.5 against 45.1 % at 20 (40 steps), means of seeds 0-2 (2026-12-07). The
+# search then tries 1e-5 to 1e-2.
 FINE_TUNING_LR = 6e-4
 
 
