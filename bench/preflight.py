@@ -18,6 +18,7 @@ from bench.config import STORAGE_SCHEMES, TRACKING_SCHEMES, ConfigError, Experim
 from bench.stores import Stores, sqlite_path
 
 HUB_OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+HUB_TIMEOUT = 10  # seconds to wait for the hub to say whether a model it was asked for exists
 
 
 def check(exp: Experiment, stores: Stores, training: bool = True) -> None:
@@ -80,8 +81,8 @@ def device(exp: Experiment) -> None:
 
 
 def hub_backbones(exp: Experiment) -> None:
-    """Each hub backbone without a local ``weights:`` names a model that exists and, offline (``HF_HUB_OFFLINE``),
-    is in the local Hugging Face cache."""
+    """Each hub backbone without a local ``weights:`` names a model that exists, with pretrained weights in the local
+    cache or downloadable now (not with ``HF_HUB_OFFLINE`` set, nor where the hub cannot be reached)."""
     from bench.strategies import STRATEGIES
 
     pretrained = any(STRATEGIES.get(name).pretrained for name in exp.strategies)
@@ -107,7 +108,7 @@ def _timm_problem(model: str, pretrained: bool) -> str | None:
         near = timm.list_models(f"*{model.split('.')[0][:12]}*")[:3]
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         return f"timm has no model '{model}'{hint}; `timm.list_models()` lists them"
-    if not pretrained or not _offline():
+    if not pretrained:
         return None
     cfg = get_pretrained_cfg(model)
     if cfg is None or not (cfg.hf_hub_id or cfg.url):
@@ -118,17 +119,42 @@ def _timm_problem(model: str, pretrained: bool) -> str | None:
             return None
     elif _in_torch_cache(cfg.url):
         return None
-    return _not_cached(cfg.hf_hub_id or cfg.url)
+    return _download_problem(cfg.hf_hub_id or cfg.url)
 
 
 def _hf_problem(model: str) -> str | None:
-    if Path(model).is_dir() or not _offline():  # a local model folder, or the hub answers at run time
+    if Path(model).is_dir():  # a local model folder
         return None
     try:
         cached = _in_hub_cache(model, "config.json")
     except ValueError as e:  # not a model id: huggingface_hub's HFValidationError
         return f"'{model}' is no Hugging Face model id ({str(e).splitlines()[0][:200]})"
-    return None if cached else _not_cached(model)
+    return None if cached else _download_problem(model)
+
+
+def _download_problem(source: str) -> str | None:
+    """Why weights that are not in the local cache cannot be downloaded now (HF_HUB_OFFLINE is set, the hub has no
+    such model, or neither the hub nor the URL answers), else None: the run will download them."""
+    if _offline():
+        return _not_cached(source)
+    try:
+        if source.startswith(("http://", "https://")):
+            import urllib.request
+
+            urllib.request.urlopen(urllib.request.Request(source, method="HEAD"), timeout=HUB_TIMEOUT).close()
+        else:
+            from huggingface_hub import HfApi
+
+            HfApi().model_info(source, timeout=HUB_TIMEOUT)
+    except Exception as e:  # noqa: BLE001 - any failure to reach the weights is the answer
+        if type(e).__name__ in ("RepositoryNotFoundError", "GatedRepoError", "HTTPError"):
+            return f"the hub has no weights at '{source[:200]}' ({type(e).__name__}); check the name"
+        return (
+            f"its weights ({source[:200]}) are not in the local cache and cannot be downloaded here "
+            f"({type(e).__name__}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else 'no answer'}); "
+            "download them once where the hub answers, or give a local `weights:` file or folder"
+        )
+    return None
 
 
 def _offline() -> bool:

@@ -253,6 +253,12 @@ BEFORE_WRITING: dict[str, tuple[dict, dict, str]] = {
         {"HF_HUB_OFFLINE": "1"},
         "backbone 'hf:nobody/nothing': its weights (nobody/nothing) are not in the local cache",
     ),
+    # without HF_HUB_OFFLINE the hub is asked: here it cannot be reached, online it has no such model
+    "hub text model not here, hub asked": (
+        {"backbones": ["hf:nobody/nothing"], "datasets": ["sms_spam"]},
+        {"HF_HUB_OFFLINE": "0"},
+        "backbone 'hf:nobody/nothing': ",
+    ),
 }
 
 
@@ -305,7 +311,7 @@ def test_a_report_to_a_store_that_cannot_be_written_writes_nothing(tmp_path, res
     _one_error(code, capsys.readouterr().err, "cannot create or write the store", results_root, tmp_path / "no-cache")
 
 
-def test_a_valid_dry_run_passes_quickly_and_writes_nothing(tmp_path, results_root, capsys, monkeypatch):
+def test_a_valid_dry_run_passes_and_writes_nothing(tmp_path, results_root, capsys, monkeypatch):
     import huggingface_hub.constants
 
     hub = tmp_path / "hub"  # a hub model found in the local cache, as a download once online leaves it
@@ -325,7 +331,6 @@ def test_a_valid_dry_run_passes_quickly_and_writes_nothing(tmp_path, results_roo
     ):
         path = tmp_path / "exp.yaml"
         path.write_text(yaml.safe_dump(tiny_experiment(**overrides)))
-        start = time.perf_counter()
         assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
         assert cli.main(["run", str(path), "--dry-run"]) == 0, capsys.readouterr().err
-        assert time.perf_counter() - start < 10 and not results_root.exists(), overrides
+        assert not results_root.exists(), overrides
