@@ -1,5 +1,5 @@
 """Hostile and careless input, as a new user would give it: every case ends in exit code 2 with one ``error:`` line
-per problem that names it, no traceback, nothing written, within seconds.
+per problem that names it, no traceback, nothing written.
 
 Most cases run the command line in this process (``bench.cli.main``); the file-format cases also run it as a real
 process, so that what a terminal shows is checked too.
@@ -11,7 +11,6 @@ import codecs
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -93,20 +92,18 @@ FIELDS: dict[str, tuple[dict, str]] = {
 }
 
 
-def _check(code: int, err: str, words: str, results: Path, seconds: float) -> None:
+def _check(code: int, err: str, words: str, results: Path) -> None:
     assert code == 2, err
     assert "Traceback" not in err and words in err, err
     lines = [line for line in err.strip().splitlines() if not line.startswith(("usage:", " "))]  # argparse's usage
     assert lines and all(line.startswith(("error:", "bench run: error:")) for line in lines), err
     assert len(err) < 4000, f"{len(err)} characters of errors"
     assert not [p for p in results.rglob("*") if p.is_file()] if results.exists() else True, "something was written"
-    assert seconds < 5, f"took {seconds:.1f} s"
 
 
-def _main(argv: list[str], capsys) -> tuple[int, str, float]:
-    start = time.perf_counter()
+def _main(argv: list[str], capsys) -> tuple[int, str]:
     code = cli.main(argv)
-    return code, capsys.readouterr().err, time.perf_counter() - start
+    return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -115,8 +112,8 @@ def test_a_file_that_is_not_a_usable_experiment(name, command, tmp_path, results
     content, words = FILES[name]
     path = tmp_path / "exp.yaml"
     path.write_bytes(content)
-    code, err, seconds = _main([command, str(path)], capsys)
-    _check(code, err, words, results_root, seconds)
+    code, err = _main([command, str(path)], capsys)
+    _check(code, err, words, results_root)
 
 
 @pytest.mark.parametrize("name", FIELDS)
@@ -124,15 +121,15 @@ def test_a_field_that_is_wrong(name, tmp_path, results_root, capsys):
     overrides, words = FIELDS[name]
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(tiny_experiment(**overrides)))
-    code, err, seconds = _main(["run", str(path)], capsys)
-    _check(code, err, words, results_root, seconds)
+    code, err = _main(["run", str(path)], capsys)
+    _check(code, err, words, results_root)
 
 
 def test_several_problems_give_one_error_line_each(tmp_path, results_root, capsys):
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(tiny_experiment(seed=3, training={"epoch": 2}, budgets=[0])))
-    code, err, seconds = _main(["validate", str(path)], capsys)
-    _check(code, err, "unknown key 'seed'", results_root, seconds)
+    code, err = _main(["validate", str(path)], capsys)
+    _check(code, err, "unknown key 'seed'", results_root)
     assert len(err.strip().splitlines()) == 3 and "unknown key 'epoch'" in err and "budget 0" in err
 
 
@@ -154,13 +151,12 @@ def test_a_flag_that_is_wrong(args, words, tmp_path, results_root, capsys):
     exp.write_text(yaml.safe_dump(tiny_experiment()))
     file.write_text("")
     argv = [a.format(exp=exp, file=file, folder=tmp_path) for a in args]
-    start = time.perf_counter()
     try:
         code = cli.main(argv)
     except SystemExit as stop:  # argparse's own errors
         code = stop.code
     err = capsys.readouterr().err
-    _check(code, err, words, results_root, time.perf_counter() - start)
+    _check(code, err, words, results_root)
 
 
 @pytest.mark.parametrize(
@@ -176,8 +172,8 @@ def test_a_bad_store_or_folder_in_the_environment_is_named(variable, value, word
     exp.write_text(yaml.safe_dump(tiny_experiment()))
     file.write_text("")
     monkeypatch.setenv(variable, value.format(file=file))
-    code, err, seconds = _main(["run", str(exp)], capsys)
-    _check(code, err, words, tmp_path / "results", seconds)
+    code, err = _main(["run", str(exp)], capsys)
+    _check(code, err, words, tmp_path / "results")
 
 
 def test_a_bad_environment_variable_is_named(tmp_path, results_root, capsys, monkeypatch):
@@ -195,7 +191,6 @@ def test_in_a_real_process_too(name, tmp_path):
     content, words = FILES[name]
     path = tmp_path / "exp.yaml"
     path.write_bytes(content)
-    start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--results", str(tmp_path / "results"), "run", str(path)],
         capture_output=True,
@@ -203,7 +198,7 @@ def test_in_a_real_process_too(name, tmp_path):
         env={**os.environ, "NO_COLOR": "1"},
         timeout=60,
     )
-    _check(done.returncode, done.stderr, words, tmp_path / "results", time.perf_counter() - start)
+    _check(done.returncode, done.stderr, words, tmp_path / "results")
 
 
 def test_a_dry_run_warns_when_a_dataset_is_not_in_the_data_root(tmp_path, capsys, monkeypatch):
