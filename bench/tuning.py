@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import optuna
@@ -32,6 +33,26 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": stores.connect_args(url)})
 
 
+class CellHyperband(optuna.pruners.HyperbandPruner):
+    """Hyperband whose brackets follow the cell, not its study's name. Optuna puts trial n in a bracket by a hash of
+    the study's name and n, and a study's name carries the cell key, which changes with any edit of the strategy's
+    source: a comment changed which trials were pruned, and so some cells' results (15 of 108 in the default). Here
+    the hash reads ``identity`` (experiment, cell coordinates, sampler seed), so the same cell tunes the same way
+    in every version whose training is the same, and another sampler seed draws other brackets too."""
+
+    def __init__(self, identity: str, **options) -> None:
+        super().__init__(**options)
+        self.identity = identity
+
+    def _get_bracket_id(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
+        return super()._get_bracket_id(_Named(self.identity), trial)  # optuna reads only the study's name there
+
+
+@dataclass(frozen=True)
+class _Named:
+    study_name: str
+
+
 def open_study(cell: Cell, exp: Experiment, url: str) -> optuna.Study:
     """The cell's study in the Optuna storage at ``url``. Only the holder of the cell's claim opens it, so a trial
     still RUNNING belongs to a process that died: it is failed at once, and the trial it was is drawn again."""
@@ -39,8 +60,11 @@ def open_study(cell: Cell, exp: Experiment, url: str) -> optuna.Study:
     pruners = {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
         # the resource is a trial's validations: at most training.evaluations are reported
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=exp.training_for(cell.dataset).evaluations, reduction_factor=3
+        "hyperband": lambda: CellHyperband(
+            f"{exp.name}/{cell.run_name}/sampler-{exp.tuning.sampler_seed}",
+            min_resource=1,
+            max_resource=exp.training_for(cell.dataset).evaluations,
+            reduction_factor=3,
         ),
         "none": optuna.pruners.NopPruner,
     }

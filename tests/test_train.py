@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import types
 
 import numpy as np
 import optuna
@@ -283,6 +285,23 @@ def test_hyperband_stops_trials_whose_validations_trail_at_its_rungs(results_roo
             study.tell(trial, level)
     assert stopped_at and all(number % 3 != 0 for number in stopped_at)  # only poor trials, before their end
     assert min(stopped_at.values()) < 9  # some stopped before their last validation: compute saved
+
+
+def test_hyperband_brackets_follow_the_cell_not_the_code_digest_in_its_key(results_root):
+    results_root.mkdir(parents=True)
+    exp = config.parse(tiny_experiment(tuning={"n_trials": 12, "pruner": "hyperband"}, training={"evaluations": 9}))
+    cell = expand(exp)[0]
+    edited = dataclasses.replace(cell, key="0" * 16)  # the same cell after an edit of its strategy's source
+    resampled = exp.model_copy(update={"tuning": exp.tuning.model_copy(update={"sampler_seed": 1})})
+
+    def brackets(cell, exp) -> list[int]:
+        study = open_study(cell, exp, stores.resolve(exp).optuna)
+        study.pruner._try_initialization(study)
+        return [study.pruner._get_bracket_id(study, types.SimpleNamespace(number=n)) for n in range(12)]
+
+    first = brackets(cell, exp)
+    assert brackets(edited, exp) == first and len(set(first)) > 1  # the same brackets, and more than one
+    assert brackets(cell, resampled) != first  # another sampler seed draws other brackets
 
 
 @pytest.mark.parametrize("batchnorm", ["train", "frozen"])
