@@ -678,8 +678,8 @@ def _error(err: Console, message: str) -> None:
 def _reserve_cores() -> bool:
     """A run holds every free core of this machine from its first instant, before its start-up, and hands them to
     its workers. One started while other transferbench processes hold every core runs at idle CPU priority
-    (Linux's SCHED_IDLE, else nice 19), so its start-up takes only time the others leave idle. True when that is
-    so."""
+    (Linux's SCHED_IDLE, else nice 19) until it holds a core, so its start-up takes only time the others leave
+    idle. True when that is so."""
     from bench import core_locks, faults
 
     if core_locks.reserve():
@@ -697,7 +697,7 @@ def _wait_for_a_core(console: Console) -> bool:
     a second run then never slows the runs already going. True while other processes still hold some cores: the
     run then takes the cells nobody has taken with one worker (none, when it shares the matrix of a run that kept
     every core busy to its end)."""
-    from bench import core_locks, environment
+    from bench import core_locks, environment, faults
 
     console.print(
         "every core of this machine trains for another transferbench process: this run waits at idle CPU priority "
@@ -706,7 +706,18 @@ def _wait_for_a_core(console: Console) -> bool:
     while True:
         core_locks.wait_for_free()
         if held := core_locks.reserve():
+            _normal_priority()  # its cores are its own now: it trains at the priority of any other run
+            faults.point("run.cores_held")
             return held < environment.available_cores()
+
+
+def _normal_priority() -> None:
+    """Back from SCHED_IDLE to Linux's normal scheduling (allowed unprivileged); after the fallback, nice 19, an
+    unprivileged process cannot lower its niceness again and stays there."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
 
 
 def _warn_missing_datasets(exp, err: Console) -> None:

@@ -29,7 +29,7 @@ FAULTS_ENV = "TRANSFERBENCH_FAULTS"
 FAULT_DIR_ENV = "TRANSFERBENCH_FAULT_DIR"
 POINTS = {
     "stores.create": "a new sqlite store is written, not yet in place",
-    "run.cores_held": "`bench run` holds its cores, before its start-up",
+    "run.cores_held": "`bench run` holds its cores, before its start-up (or after waiting for one)",
     "cell.trial": "a trial's MLflow run is open, before it trains",
     "cell.final_seed": "a final seed's MLflow run is open, before it trains",
 }

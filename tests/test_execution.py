@@ -227,15 +227,13 @@ def test_a_run_started_while_every_core_trains_elsewhere_waits_before_any_work(
     results, n = tmp_path / "results", environment.available_cores()
     with contextlib.ExitStack() as held:
         assert core_locks._take(held, n) == n  # as a run training on every core holds them
-        proc = subprocess.Popen(
-            _bench(results, "run", str(exp_file)),
-            env={**os.environ, "TMPDIR": str(temp)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = _start(results, exp_file, env={"TMPDIR": str(temp)}, faults="run.cores_held:pause")
         said = _line_containing(proc.stdout, WAITING)
+        assert os.sched_getscheduler(proc.pid) == os.SCHED_IDLE, "it waits at idle priority"
         assert proc.poll() is None and not any(results.rglob("*.*")), "it wrote results while every core was taken"
+    _fired(results, "run.cores_held", proc)  # the cores freed, it took them
+    assert os.sched_getscheduler(proc.pid) == os.SCHED_OTHER, "holding its cores, it trains at normal priority"
+    _release(results, "run.cores_held")
     rc, out, err = _finish(proc)
     assert rc == 0, err
     assert WAITING in said
