@@ -4,8 +4,8 @@ One file per (backbone weights, preprocessing, dataset files, pool), where the p
 training pool or its test split. It holds the features of every example computed so far: a request
 computes only the examples not yet in it, so seeds with different splits and growing budgets reuse
 each other's work. The key covers everything that decides a feature: a digest of the backbone's
-tensors, its ``preprocess_id``, the dataset's manifest and the pool. Files are written to a temporary
-name and renamed, so a concurrent process never reads a partial file (at worst it recomputes).
+tensors, its ``feature_id`` (preprocessing, evaluation arithmetic), the dataset's manifest and the pool. Files are
+written to a temporary name and renamed, so a concurrent process never reads a partial file (at worst it recomputes).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def weights_digest(module: torch.nn.Module) -> str:
 def feature_key(backbone: Backbone, manifest: str, pool: str, digest: str | None = None) -> str:
     """The cache key; ``digest`` is ``weights_digest(backbone)`` when the caller has it already."""
     h = hashlib.sha256()
-    for piece in (digest or weights_digest(backbone), backbone.preprocess_id, manifest, pool):
+    for piece in (digest or weights_digest(backbone), backbone.feature_id, manifest, pool):
         h.update(piece.encode())
     return h.hexdigest()[:24]
 

@@ -25,11 +25,12 @@ from bench.strategies import STRATEGIES, Hyperparameters, Strategy
 from bench.strategies.base import penalty
 
 HEAD_SEED = 1_000_003  # the head's init follows the seed alone, however the backbone was built
-# Evaluation (validation, test, features of a frozen backbone) in batches of at least this many: MobileNetV2 at
-# 64 px in channels-last on one thread evaluated 852-895 images/s at 32 against 724-778 at 16 in three of four
-# interleaved measurements (benchmarks/layout.py and two like it, 2026-12-07), 679 against 807 in the fourth; 64
-# gave 590 and 883, 128 592. The machine is noisy: `make perf` measures it again.
-EVAL_BATCH_SIZE = 32
+# Evaluation (validation, test, features of a frozen backbone) in batches of at least this many. MobileNetV2 at 64 px
+# in channels-last with its BatchNorms folded, one thread, `predict` over 2,000 CIFAR-10 images (2026-12-07, medians
+# of 8 interleaved repeats): 977 images/s at 64, 877 at 32, 728 at 16; in two runs of benchmarks/layout.py 64 beat 32
+# again (1,093 against 1,050; 932 against 923) and 128 was slower (860, 683). The machine is noisy: `make perf`
+# measures it again.
+EVAL_BATCH_SIZE = 64
 
 
 def min_delta(configured: float | str, n_val: int) -> float:

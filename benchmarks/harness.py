@@ -39,7 +39,8 @@ from bench import config, data, environment, paths
 from bench.inputs import preprocessed
 from bench.loop import batches_per_epoch, schedule
 from bench.matrix import expand
-from bench.tracking import Tracker, tracking_uri
+from bench.stores import tracking_uri
+from bench.tracking import Tracker
 from bench.training_run import CellTrainer
 from bench.tuning import TUNING_SEED, tune
 

@@ -5,8 +5,10 @@
     convolutions (PyTorch's default layout, the path before channels-last) and with channels-last (the default),
     interleaved; seconds per optimiser step.
 (b) Evaluation: ``predict`` over 2,000 CIFAR-10 test images with the same model: the path before (NCHW, in batches
-    of the training batch size) against the harness's now (channels-last, in batches of ``EVAL_BATCH_SIZE``); the
-    layout alone at the training batch size; and channels-last at other batch sizes.
+    of the training batch size, BatchNorm as it is) against the harness's now (channels-last, BatchNorm folded into
+    the convolutions, in batches of ``EVAL_BATCH_SIZE``); each step alone at the training batch size (the layout;
+    the layout and folding); and the harness's path at other batch sizes. The folding itself (a copy of the model,
+    made once per trained model) is inside the time, as in the harness.
 
 Medians of --repeats, one torch thread (as every training run of the default), on whatever else the machine runs:
 time it on an idle machine. Figures go to results/perf/layout.json.
@@ -57,26 +59,28 @@ def experiment(steps: int) -> config.Experiment:
     )
 
 
-def in_layout(layout: str):
-    """CellTrainer building its models in ``layout`` (channels-last is what TimmBackbone does by default)."""
+def in_layout(layout: str, fold: bool = False):
+    """CellTrainer building its models in ``layout`` (channels-last is what TimmBackbone does by default), their
+    BatchNorms folded for evaluation or not (folded is the default)."""
     build = CellTrainer.build_model
 
     def build_in(self, seed):
         model = build(self, seed)
         model.backbone.channels_last(layout == "channels_last")
+        model.backbone.fold_batchnorm = fold
         return model
 
     return mock.patch.object(CellTrainer, "build_model", build_in)
 
 
 def run_seconds(trainer: CellTrainer, layout: str) -> float:
-    with in_layout(layout):
+    with in_layout(layout, fold=layout == "channels_last"):  # the path before, and the harness's now
         return trainer.run({"lr": 3e-4, "weight_decay": 1e-4}, seed=0).seconds
 
 
-def eval_seconds(trainer: CellTrainer, layout: str, batch_size: int) -> float:
+def eval_seconds(trainer: CellTrainer, layout: str, batch_size: int, fold: bool = False) -> float:
     ds = trainer.dataset
-    with in_layout(layout):
+    with in_layout(layout, fold):
         model = trainer.build_model(0)
     index = np.arange(min(EVAL_IMAGES, len(ds.test_labels)))
     inputs = preprocessed(model.backbone, ds.test_items, index, ds.manifest, "test")
@@ -94,25 +98,29 @@ def main() -> None:
     dataset = data.DATASETS.get("cifar10").load()
     trainers = {s: CellTrainer(expand(experiment(s))[0], experiment(s), dataset) for s in STEPS}
     batch = trainers[STEPS[0]].exp.training.batch_size
+    # evaluation paths: (layout, BatchNorm folded, batch size)
+    paths = {
+        "before": ("nchw", False, batch),
+        "layout": ("channels_last", False, batch),
+        "layout_folded": ("channels_last", True, batch),
+        "now": ("channels_last", True, max(batch, EVAL_BATCH_SIZE)),
+    }
+    sizes = sorted({batch, EVAL_BATCH_SIZE, 64, 128})
+    paths |= {f"now_batch_{size}": ("channels_last", True, size) for size in sizes}
     for layout in LAYOUTS:  # untimed warm-up: pretrained weights read, inputs preprocessed, kernels chosen
         run_seconds(trainers[STEPS[0]], layout)
-        eval_seconds(trainers[STEPS[0]], layout, batch)
+    for layout, fold, size in paths.values():
+        eval_seconds(trainers[STEPS[0]], layout, size, fold)
     step = {layout: [] for layout in LAYOUTS}
-    images = {layout: [] for layout in LAYOUTS}  # at the training batch size
-    now = []  # channels-last at the harness's evaluation batch size
-    sizes = sorted({batch, EVAL_BATCH_SIZE, 64, 128})
-    by_size = {size: [] for size in sizes}
+    images = {name: [] for name in paths}
     for _ in range(args.repeats):
         for layout in LAYOUTS:
             short, long = (run_seconds(trainers[s], layout) for s in STEPS)
             step[layout].append((long - short) / (STEPS[1] - STEPS[0]))
-            images[layout].append(EVAL_IMAGES / eval_seconds(trainers[STEPS[0]], layout, batch))
-        now.append(EVAL_IMAGES / eval_seconds(trainers[STEPS[0]], "channels_last", max(batch, EVAL_BATCH_SIZE)))
-        for size in sizes:
-            by_size[size].append(EVAL_IMAGES / eval_seconds(trainers[STEPS[0]], "channels_last", size))
+        for name, (layout, fold, size) in paths.items():
+            images[name].append(EVAL_IMAGES / eval_seconds(trainers[STEPS[0]], layout, size, fold))
     median = {k: statistics.median(v) for k, v in step.items()}
     rate = {k: statistics.median(v) for k, v in images.items()}
-    rate_now = statistics.median(now)
     result = {
         "threads": threads,
         "repeats": args.repeats,
@@ -120,25 +128,20 @@ def main() -> None:
         "train_step_s": step,
         "train_step_s_median": median,
         "train_speedup_channels_last": median["nchw"] / median["channels_last"],
+        "eval_paths": {name: {"layout": p[0], "batchnorm_folded": p[1], "batch": p[2]} for name, p in paths.items()},
         "eval_images_per_s": images,
         "eval_images_per_s_median": rate,
-        "eval_speedup_channels_last": rate["channels_last"] / rate["nchw"],
-        "eval_images_per_s_harness_now": now,
-        "eval_speedup_harness_now_over_before": rate_now / rate["nchw"],
-        "eval_images_per_s_by_batch_channels_last": {s: statistics.median(v) for s, v in by_size.items()},
+        "eval_speedup_over_before": {name: r / rate["before"] for name, r in rate.items()},
     }
     out = record.write("layout", result)
     print(f"{result['what']}, {args.repeats} repeats, {threads} thread (medians):")
     print(f"  training step: NCHW {1e3 * median['nchw']:.0f} ms, channels-last {1e3 * median['channels_last']:.0f} ms")
     print(f"  channels-last / NCHW speed-up: {result['train_speedup_channels_last']:.2f}x")
-    print(f"  evaluation at batch {batch}: NCHW {rate['nchw']:.0f} images/s, channels-last {rate['channels_last']:.0f}")
-    print(f"  channels-last / NCHW speed-up: {result['eval_speedup_channels_last']:.2f}x")
-    print(
-        f"  evaluation now (channels-last, batch {max(batch, EVAL_BATCH_SIZE)}): {rate_now:.0f} images/s, "
-        f"{result['eval_speedup_harness_now_over_before']:.2f}x the path before (NCHW, batch {batch})"
-    )
-    shown = ", ".join(f"{s}: {r:.0f}" for s, r in result["eval_images_per_s_by_batch_channels_last"].items())
-    print(f"  channels-last evaluation by batch size (images/s): {shown}   ({out})")
+    print(f"  evaluation, images/s, and speed-up over the path before (NCHW, BatchNorm as it is, batch {batch}):")
+    for name, (layout, fold, size) in paths.items():
+        how = f"{layout}, {'BatchNorm folded' if fold else 'BatchNorm as it is'}, batch {size}"
+        print(f"    {name:14s} {rate[name]:6.0f}  {result['eval_speedup_over_before'][name]:.2f}x  ({how})")
+    print(f"  ({out})")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ class Backbone(nn.Module):
 
     ``preprocess`` turns raw dataset items (uint8 images, strings, waveforms) into the tensor(s) the
     network takes; it is deterministic, so features of a frozen backbone can be cached.
-    ``preprocess_id`` names everything that decides its output (part of the feature-cache key).
+    ``preprocess_id`` names everything that decides ``preprocess``'s output (the key of stored inputs);
+    ``feature_id`` everything besides the weights that decides the features (part of the feature-cache key).
     """
 
     modality: str
@@ -30,6 +31,11 @@ class Backbone(nn.Module):
     @property
     def preprocess_id(self) -> str:
         raise NotImplementedError
+
+    @property
+    def feature_id(self) -> str:
+        """By default the preprocessing alone; a backbone that evaluates in another arithmetic adds it."""
+        return self.preprocess_id
 
     def collate(self, batch: Any) -> Any:
         """A batch of stored ``preprocess`` outputs -> the network's input (text trims padding); default: as is."""
