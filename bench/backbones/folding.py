@@ -2,8 +2,8 @@
 
 In eval mode a BatchNorm after a convolution is an affine map per channel with fixed statistics, so it can be folded
 into that convolution's weights and bias: the same function in another rounding, one pass over the activations
-fewer. ``folded(model)`` is a copy of ``model`` computing that way, for evaluation only (no gradients flow back to
-``model``); ``Folded`` keeps one such copy and builds it again once ``model``'s weights or statistics have changed.
+fewer. ``folded(model)`` is a copy of ``model`` computing that way, for evaluation only, sharing every other tensor
+with ``model``; ``Folded`` keeps one such copy and folds again once ``model``'s weights or statistics have changed.
 ``denormals_flushed`` computes with denormal floats as zero, as the folded evaluation does.
 """
 
@@ -46,8 +46,9 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     modules, plain = dict(model.named_modules()), _plain_convolutions()
     pairs = []
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
-            continue
+        bn = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(bn, nn.BatchNorm2d) or bn.running_mean is None or not bn.track_running_stats:
+            continue  # not a BatchNorm, or one normalising by each batch's statistics: not a fixed affine map
         source = node.args[0]
         if (
             isinstance(source, torch.fx.Node)
@@ -64,62 +65,79 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
 def folded(
     model: nn.Module, pairs: list[tuple[str, str]], memory_format: torch.memory_format | None = None
 ) -> nn.Module:
-    """A copy of ``model`` in eval mode, without gradients, each BatchNorm of ``pairs`` folded into its
-    convolution and replaced by what it applies after normalising (timm's BatchNormAct2d: dropout, activation);
-    its weights in ``memory_format``."""
-    model = copy.deepcopy(model).eval()
-    modules = dict(model.named_modules())
-    for conv_name, bn_name in pairs:
-        conv, bn = modules[conv_name], modules[bn_name]
-        if not bn.track_running_stats or bn.running_mean is None:
-            continue  # a BatchNorm normalising by each batch's statistics: not a fixed affine map
-        conv.weight, conv.bias = fuse_conv_bn_weights(
-            conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
-        )
-        after = [
-            m
-            for m in (getattr(bn, "drop", None), getattr(bn, "act", None))
-            if not isinstance(m, (type(None), nn.Identity))
-        ]
+    """A copy of ``model`` in eval mode, for evaluation without gradients, each BatchNorm of ``pairs`` folded into
+    its convolution (weights in ``memory_format``) and replaced by what it applies after normalising (timm's
+    BatchNormAct2d: dropout, activation). Every other parameter and buffer is ``model``'s own tensor, shared, not
+    copied: ``refold`` brings the copy up to date after ``model`` has trained."""
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    copied = copy.deepcopy(model, memo=dict(shared)).eval()  # new modules around the same tensors
+    modules = dict(copied.named_modules())
+    for _, bn_name in pairs:
+        bn = modules[bn_name]
+        after = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if m is not None]
+        after = [m for m in after if not isinstance(m, nn.Identity)]
         parent, _, leaf = bn_name.rpartition(".")
         replacement = after[0] if len(after) == 1 else nn.Sequential(*after) if after else nn.Identity()
-        setattr(modules[parent] if parent else model, leaf, replacement)
-    model.requires_grad_(False)
-    return model if memory_format is None else model.to(memory_format=memory_format)
+        setattr(modules[parent] if parent else copied, leaf, replacement)
+    refold(copied, model, pairs, memory_format)
+    return copied
+
+
+def refold(
+    copied: nn.Module, model: nn.Module, pairs: list[tuple[str, str]], memory_format: torch.memory_format | None
+) -> None:
+    """The folded convolutions of ``copied`` computed again from ``model``'s convolutions and BatchNorms now."""
+    source, target = dict(model.named_modules()), dict(copied.named_modules())
+    with torch.no_grad():
+        for conv_name, bn_name in pairs:
+            conv, bn = source[conv_name], source[bn_name]
+            weight, bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
+            if memory_format is not None:
+                weight = weight.contiguous(memory_format=memory_format)
+            target[conv_name].weight = nn.Parameter(weight, requires_grad=False)
+            target[conv_name].bias = nn.Parameter(bias, requires_grad=False)
 
 
 _PAIRS: dict[tuple, list[tuple[str, str]]] = {}  # by structure: every run's copy of a backbone is traced once
 
 
 class Folded:
-    """The folded copy of one model, built on first use and again after ``forget()`` (at every switch into eval
-    mode: the fused AdamW kernel writes weights without counting it in their ``_version``), or once a parameter or
-    buffer of the model has been replaced, moved or written to in place since (PyTorch's version counters)."""
+    """The folded copy of one model: made on first use (again once a tensor of the model was replaced or moved),
+    its folded convolutions computed again after ``forget()`` (at every switch into eval mode: the fused AdamW kernel
+    writes weights without counting it in their ``_version``) or once a tensor of the model was written in place
+    since (PyTorch's version counters)."""
 
     def __init__(self) -> None:
         self._structure: tuple | None = None
         self._pairs: list[tuple[str, str]] = []
-        self._state: tuple | None = None
+        self._tensors: tuple | None = None
+        self._versions: tuple | None = None
         self._copy: nn.Module | None = None
 
     def forget(self) -> None:
-        self._state, self._copy = None, None
+        self._versions = None
 
     def __deepcopy__(self, memo: dict) -> Folded:
         return Folded()  # a copied backbone folds its own weights when first evaluated
 
     def of(self, model: nn.Module, memory_format: torch.memory_format | None = None) -> nn.Module:
         structure = tuple((name, type(m)) for name, m in model.named_modules())
-        if structure != self._structure:  # built, or changed since (a strategy wrapped a layer)
+        if structure != self._structure:  # first use, or changed since (a strategy wrapped a layer)
             if structure not in _PAIRS:
                 _PAIRS[structure] = conv_bn_pairs(model)
-            self._structure, self._pairs, self._state = structure, _PAIRS[structure], None
+            self._structure, self._pairs, self._copy = structure, _PAIRS[structure], None
         if not self._pairs:
             return model
         tensors = (*model.parameters(), *model.buffers())
-        state = (memory_format, *((id(t), t._version, t.device, t.dtype) for t in tensors))
-        if state != self._state:
-            self._state, self._copy = state, folded(model, self._pairs, memory_format)
+        identity = (memory_format, *((id(t), t.device, t.dtype) for t in tensors))
+        versions = tuple(t._version for t in tensors)
+        if self._copy is None or identity != self._tensors:
+            self._copy, self._tensors = folded(model, self._pairs, memory_format), identity
+        elif versions != self._versions:
+            refold(self._copy, model, self._pairs, memory_format)
+        self._versions = versions
         return self._copy
 
 
