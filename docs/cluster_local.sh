@@ -66,6 +66,9 @@ export RAY_USAGE_STATS_ENABLED=0
 "$BIN/ray" start --head --block --node-ip-address 127.0.0.1 --port "$ray_port" --num-cpus 1 \
   --include-dashboard false >"$work/ray-head.log" 2>&1 &
 pids+=($!)
+# the head's port first (bash alone): `ray status` asked before it listens retries for about 40 s
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_for 60 port_open "$ray_port"
 wait_for 60 "$BIN/ray" status --address "127.0.0.1:$ray_port"
 "$BIN/ray" start --block --node-ip-address 127.0.0.1 --address "127.0.0.1:$ray_port" --num-cpus 1 \
   --num-gpus "${WORKER_GPUS:-0}" >"$work/ray-worker.log" 2>&1 &

@@ -31,7 +31,7 @@ def cifar():
 
 
 def _backbone(pretrained=True, input_size=32):
-    return backbones.resolve("mobilenetv2_100").build(pretrained=pretrained, input_size=input_size)
+    return backbones.resolve("tiny_image").build(pretrained=pretrained, input_size=input_size)
 
 
 @pytest.fixture
@@ -94,10 +94,10 @@ def test_another_process_reuses_the_cache(cifar, counted):
         "real = features.extract\n"
         "features.extract = lambda *a, **k: calls.append(1) or real(*a, **k)\n"
         "ds = data.DATASETS.get('cifar10').load()\n"
-        "bb = backbones.resolve('mobilenetv2_100').build(pretrained=True, input_size=32)\n"
+        "bb = backbones.resolve('tiny_image').build(pretrained=True, input_size=32)\n"
         "f = features.cached_features(bb, ds.train_items, ds.train_labels, np.arange(6), ds.manifest, 'train', 16,"
         " torch.device('cpu'))\n"
-        "assert f.shape == (6, 1280) and not calls, calls\n"
+        "assert f.shape == (6, 256) and not calls, calls\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -113,7 +113,7 @@ def test_concurrent_writers_of_one_entry_never_corrupt_it(cifar):
         "from pathlib import Path\n"
         "from bench import backbones, data, features\n"
         "ds = data.DATASETS.get('cifar10').load()\n"
-        "bb = backbones.resolve('mobilenetv2_100').build(pretrained=True, input_size=32)\n"
+        "bb = backbones.resolve('tiny_image').build(pretrained=True, input_size=32)\n"
         "idx = np.arange(int(sys.argv[1]), int(sys.argv[1]) + 8)\n"
         "while not Path(sys.argv[2]).exists(): time.sleep(0.01)\n"
         "got = features.cached_features(bb, ds.train_items, ds.train_labels, idx, ds.manifest, 'train', 16,"

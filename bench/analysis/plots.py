@@ -14,7 +14,6 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from bench.analysis.stats import budget_order  # noqa: E402
 from bench.strategies import Role, baselines  # noqa: E402
 
 
@@ -303,6 +302,9 @@ def accuracy_vs_compute(spent, path: Path, roles: dict[Role, str] | None = None)
     """Test accuracy against the wall seconds of a final run (log scale), one panel per dataset, a point per cell
     (its budget as the point's size), each strategy's cells of a backbone joined in budget order. The baselines and
     the panel's best other strategy (``emphasised``) are drawn strongly, the others faint."""
+    # here, not at the top: a worker imports this module for its confusion matrices, not scipy's statistics
+    from bench.analysis.stats import budget_order
+
     panels = list(spent.groupby("dataset", sort=False))
     roles = _roles(spent.strategy, roles)
     colours = strategy_colours(spent.strategy.unique(), roles)
