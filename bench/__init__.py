@@ -1,3 +1,3 @@
 """transferbench: a benchmark harness for transfer learning."""
 
-__version__ = "0.6.0"
+__version__ = "0.6.1"
