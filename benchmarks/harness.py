@@ -36,10 +36,10 @@ import torch.nn.functional as F
 import yaml
 
 from bench import config, data, environment, paths
+from bench import stores as run_stores
 from bench.inputs import preprocessed
 from bench.loop import batches_per_epoch, schedule
 from bench.matrix import expand
-from bench.stores import tracking_uri
 from bench.tracking import Tracker
 from bench.training_run import CellTrainer
 from bench.tuning import TUNING_SEED, tune
@@ -73,14 +73,16 @@ def data_modality(backbone: dict | str) -> str:
     return backbones.resolve(backbone if isinstance(backbone, str) else backbone["name"]).modality
 
 
-def harness_trial(exp: config.Experiment, dataset: data.LoadedDataset, tracker: Tracker) -> tuple[float, list[int]]:
+def harness_trial(
+    exp: config.Experiment, dataset: data.LoadedDataset, tracker: Tracker, storage: str
+) -> tuple[float, list[int]]:
     """Seconds for a one-trial cell through tune(): its study, MLflow parent and trial runs, model and loop; and
     the steps at which the trial validated (0: its starting weights, when it stops early), read from MLflow."""
     cell = expand(exp)[0]
     start = time.perf_counter()
     trainer = CellTrainer(cell, exp, dataset)
     with tracker.cell_run(cell, {}):
-        tune(trainer, tracker)
+        tune(trainer, tracker, storage)
     seconds = time.perf_counter() - start
     name = f"tags.mlflow.runName = '{cell.run_name}/trial0'"
     trial = tracker.mlflow.search_runs(filter_string=name, output_format="list")  # the newest first
@@ -195,12 +197,14 @@ def main() -> None:
         tempfile.TemporaryDirectory() as stores,  # fresh MLflow and Optuna stores, so every study is new
         mock.patch.dict(os.environ, {paths.RESULTS_ENV: stores, paths.CACHE_ENV: str(cache)}),
     ):
-        tracker = Tracker(tracking_uri(exp.tracking_uri), exp.name)  # once per experiment, as in a run
-        _, validations = harness_trial(trial_experiment(1_000), dataset, tracker)  # warm-up
+        where = run_stores.resolve(exp)  # the stores, decided once, as a run does
+        run_stores.prepare(where.tracking, where.optuna)
+        tracker = Tracker(where.tracking, exp.name)  # once per experiment, as in a run
+        _, validations = harness_trial(trial_experiment(1_000), dataset, tracker, where.optuna)  # warm-up
         bare_trial(exp, dataset, template, validations)
         harness, bare, taken = [], [], []
         for i in range(args.repeats):
-            seconds, validations = harness_trial(trial_experiment(i + 1), dataset, tracker)
+            seconds, validations = harness_trial(trial_experiment(i + 1), dataset, tracker, where.optuna)
             harness.append(seconds)
             bare.append(bare_trial(exp, dataset, template, validations))
             taken.append(max(validations))
