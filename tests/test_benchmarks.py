@@ -4,7 +4,6 @@ moved breaks them before any timing starts."""
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
 import pytest
