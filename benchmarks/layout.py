@@ -61,7 +61,7 @@ def experiment(steps: int) -> config.Experiment:
 
 def in_layout(layout: str, fold: bool = False):
     """CellTrainer building its models in ``layout`` (channels-last is what TimmBackbone does by default), their
-    BatchNorms folded for evaluation or not (folded is the default)."""
+    BatchNorms folded for evaluation or not (TimmBackbone folds them by default)."""
     build = CellTrainer.build_model
 
     def build_in(self, seed):
