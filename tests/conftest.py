@@ -19,6 +19,7 @@ MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "TRANSFERBENCH_DATA" not in os.environ and MIRROR.is_dir():
     os.environ["TRANSFERBENCH_DATA"] = str(MIRROR)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest_plugins = ["xdist_groups"]  # the cluster tests on one pytest-xdist worker, first (tests/xdist_groups.py)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -148,10 +149,3 @@ def reference(reference_results: Path) -> pd.DataFrame:
     """The tiny experiment's summary from one process nobody interrupted: what every other way of running it
     (resumed, several workers, on Ray) must give."""
     return pd.read_csv(reference_results / "tiny" / "summary.csv")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, the tests of an xdist group (the cluster tests, which run one after another on one
-    worker and take longest together) start first, so the other workers share everything else meanwhile."""
-    if config.getoption("numprocesses", default=None):
-        items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
