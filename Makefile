@@ -81,7 +81,7 @@ smoke: install  ## a tiny matrix, about a minute: checks the whole pipeline
 # the suite on every core (pytest-xdist; the cluster tests, grouped, run one at a time on one worker)
 PYTEST := $(BIN)/pytest -q -n auto --dist loadgroup
 
-test: install  ## the whole test suite, about 6 minutes on 2 cores (pytest's exit code 5, no tests, is a failure)
+test: install  ## the whole test suite, 6 to 7.5 minutes on 2 cores (pytest's exit code 5, no tests, is a failure)
 	$(PYTEST) $(PYTEST_ARGS); rc=$$?; [ $$rc -ne 5 ] || echo "error: pytest collected no tests" >&2; exit $$rc
 
 test-fast: install  ## a contributor's loop, about 80 s: every test but those marked slow (processes, servers)
